@@ -1,0 +1,42 @@
+"""The interface every batch-system adapter implements (DESIGN §7)."""
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+
+class BatchError(Exception):
+    """The batch system could not be asked or gave an answer we cannot read.
+
+    A poll that raises this changes no status; the error is recorded and retried next cycle.
+    """
+
+
+@dataclass(frozen=True)
+class Target:
+    """One submission as a poll sees it."""
+
+    submission_id: int
+    batch_id: str
+
+
+class BatchSystem(ABC):
+    name = ""
+
+    @abstractmethod
+    def parse_batch_id(self, launch_output):
+        """The batch id announced by a launch's output, or None."""
+        ...
+
+    @abstractmethod
+    def poll(self, targets):
+        """One batched query for all `targets` → list of JobObservation. Raises BatchError."""
+        ...
+
+    @abstractmethod
+    def hold(self, batch_ids): ...
+
+    @abstractmethod
+    def release(self, batch_ids): ...
+
+    @abstractmethod
+    def remove(self, batch_ids): ...

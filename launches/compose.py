@@ -1,0 +1,141 @@
+"""Compose a launch exactly as POMS does (reference/poms.md §3.9–3.10), with shell quoting.
+
+Input is a config dict (`campaigns.services.config_of`, or a frozen snapshot's content), so a
+dry run and the real launch go through the same code.
+"""
+
+import re
+import shlex
+import socket
+from dataclasses import dataclass, field
+
+from django.conf import settings
+
+SAFE_KEY = re.compile(r"^[A-Za-z0-9_.:+/=,@ -]*$")
+
+
+class ComposeError(ValueError):
+    pass
+
+
+class _Keywords(dict):
+    """%-formatting mapping that shell-quotes what it substitutes, unless raw."""
+
+    def __init__(self, values, *, quote):
+        super().__init__(values)
+        self.quote = quote
+
+    def __getitem__(self, key):
+        try:
+            value = str(super().__getitem__(key))
+        except KeyError:
+            raise ComposeError(f"unknown keyword %({key})s; known: {', '.join(sorted(self))}") from None
+        return shlex.quote(value) if self.quote else value
+
+
+def expand(template, keywords, *, quote):
+    """`%(name)s` substitution with `%%` for a literal `%`."""
+    try:
+        return template % _Keywords(keywords, quote=quote)
+    except (TypeError, ValueError) as exc:
+        raise ComposeError(f"bad %-template {template!r}: {exc}") from None
+
+
+def merge_overrides(*lists):
+    """Ordered key/value pairs: a later duplicate key replaces the value, keeps the first position."""
+    params = {}
+    for pairs in lists:
+        for pair in pairs or ():
+            if not isinstance(pair, list | tuple) or len(pair) != 2:
+                raise ComposeError(f"an override must be a [key, value] pair, not {pair!r}")
+            key, value = str(pair[0]), "" if pair[1] is None else str(pair[1])
+            if not SAFE_KEY.match(key):
+                raise ComposeError(f"override key {key!r} may only hold letters, digits, spaces and _.:+/=,@-")
+            params[key] = value
+    return params
+
+
+@dataclass
+class LaunchPlan:
+    command: str
+    setup: str
+    environment: dict
+    target: str
+    dataset: str
+    overrides: list = field(default_factory=list)
+
+    @property
+    def script(self):
+        """The bash script the runner executes: the login setup, then the launch command."""
+        return f"{self.setup}\n{self.command}\n" if self.setup else f"{self.command}\n"
+
+
+def compose(config, *, dataset, test, overrides=(), launcher, submission_id=None, parent_id=None):
+    stage, job_type, login = config["stage"], config["job_type"], config["login_setup"]
+    campaign = config["campaign"]
+    group = config["experiment"]
+    fixed = {
+        "dataset": dataset,
+        "parameter": dataset,
+        "version": stage.get("software_version", ""),
+        "group": group,
+        "experimenter": launcher,
+        "experiment": config["experiment"],
+    }
+    keywords = {**campaign.get("keywords", {}), **fixed}
+    raw_keys = set(job_type.get("raw_keys") or ())
+
+    params = merge_overrides(
+        job_type.get("definition_parameters"),
+        campaign.get("default_overrides") if stage.get("merge_overrides") else (),
+        stage.get("param_overrides"),
+        overrides,
+        stage.get("test_param_overrides") if test else (),
+        overrides,
+    )
+    parts = [expand(job_type["launch_script"], keywords, quote=True)]
+    for key, value in params.items():
+        expanded = expand(value, keywords, quote=False)
+        parts.append(key + (expanded if key in raw_keys else shlex.quote(expanded) if expanded else ""))
+    command = " ".join(p for p in parts if p)
+    setup = expand(login.get("launch_setup") or "", fixed, quote=True)
+    return LaunchPlan(
+        command=command,
+        setup=setup,
+        environment=poms_environment(config, submission_id, parent_id, launcher, test),
+        target=runner_target(login),
+        dataset=dataset,
+        overrides=[list(p) for p in overrides],
+    )
+
+
+def runner_target(login):
+    if login.get("launch_host"):
+        return f"ssh {login.get('launch_account') or ''}@{login['launch_host']}".replace(" @", " ")
+    return f"local:{socket.gethostname()}"
+
+
+def poms_environment(config, submission_id, parent_id, launcher, test):
+    """The POMS variables every launch and job sees (reference/poms.md §3.8)."""
+    stage, campaign = config["stage"], config["campaign"]
+    sid = "" if submission_id is None else str(submission_id)
+    return {
+        "POMS4_CAMPAIGN_STAGE_ID": str(stage["id"]),
+        "POMS4_CAMPAIGN_STAGE_NAME": stage["name"],
+        "POMS4_CAMPAIGN_STAGE_TYPE": stage.get("stage_type", "regular"),
+        "POMS4_CAMPAIGN_ID": str(campaign["id"]),
+        "POMS4_CAMPAIGN_NAME": campaign["name"],
+        "POMS4_SUBMISSION_ID": sid,
+        "POMS4_TEST_LAUNCH": "True" if test else "False",
+        "POMS_CAMPAIGN_ID": str(stage["id"]),
+        "POMS_CAMPAIGN_NAME": f"{campaign['name']}__{stage['name']}",
+        "POMS_PARENT_TASK_ID": "" if parent_id is None else str(parent_id),
+        "POMS_TASK_ID": sid,
+        "POMS_LAUNCHER": launcher,
+        "POMS_TEST": "1" if test else "",
+        "POMS_TASK_DEFINITION_ID": str(config["job_type"]["id"]),
+        "JOBSUB_GROUP": config["experiment"],
+        "GROUP": config["experiment"],
+        "POMS_URL": settings.POMS_URL,
+        "POMS_LOCAL_BATCH_ROOT": str(settings.POMS_LOCAL_BATCH_ROOT),
+    }

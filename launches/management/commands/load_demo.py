@@ -1,0 +1,106 @@
+"""Load the demo experiment: users with each role, a login setup, a job type that submits a
+real payload to the local batch system, campaign mc_demo (gen → sim → reco) and an analyst's
+own campaign. Safe to run again: existing rows are kept."""
+
+import os
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from campaigns.models import Campaign, JobType, LoginSetup, Stage, StageDependency, Tag
+from poms.models import Experiment, Membership, Role
+
+USERS = [
+    ("boss", Role.SUPERUSER),
+    ("prod", Role.PRODUCTION),
+    ("shifter", Role.SHIFTER),
+    ("analyst", Role.ANALYSIS),
+]
+PASSWORD = "demo"
+
+
+class Command(BaseCommand):
+    help = __doc__
+
+    def add_arguments(self, parser):
+        parser.add_argument("--jobs", type=int, default=5, help="jobs per launch")
+        parser.add_argument("--fail-fraction", default=os.environ.get("POMS_DEMO_FAIL_FRACTION", "0.2"))
+        parser.add_argument("--sleep", default=os.environ.get("POMS_DEMO_SLEEP", "6"))
+
+    @transaction.atomic
+    def handle(self, *args, **opts):
+        exp, _ = Experiment.objects.get_or_create(name="demo", defaults={"description": "POMS demo experiment"})
+        users = {}
+        User = get_user_model()
+        for name, role in USERS:
+            user, created = User.objects.get_or_create(username=name)
+            if created:
+                user.set_password(PASSWORD)
+                user.save()
+            Membership.objects.update_or_create(user=user, experiment=exp, defaults={"role": role})
+            users[name] = user
+        prod = users["prod"]
+        owned = {"experiment": exp, "creator": prod, "creator_role": Role.PRODUCTION}
+        bin_dir = settings.BASE_DIR / "bin"
+        login, _ = LoginSetup.objects.get_or_create(
+            name="demo-local",
+            experiment=exp,
+            defaults={
+                **owned,
+                "launch_setup": f"export DEMO_FAIL_FRACTION={opts['fail_fraction']} DEMO_SLEEP={opts['sleep']}"
+                " DEMO_DATASET=%(dataset)s",
+            },
+        )
+        job_type, _ = JobType.objects.get_or_create(
+            name="demo-payload",
+            experiment=exp,
+            defaults={
+                **owned,
+                "launch_script": str(bin_dir / "poms_local_submit"),
+                "definition_parameters": [
+                    ["-N ", str(opts["jobs"])],
+                    ["--queue-delay ", "2"],
+                    ["-- ", str(bin_dir / "demo_payload")],
+                ],
+                "output_file_patterns": "%.root",
+            },
+        )
+        campaign, _ = Campaign.objects.get_or_create(
+            name="mc_demo", experiment=exp, defaults={**owned, "keywords": {"energy": "1GeV"}}
+        )
+        campaign.tags.add(Tag.objects.get_or_create(name="demo", experiment=exp, defaults=owned)[0])
+        stages = {}
+        for name, dataset, stage_type in [
+            ("gen", "", "generator"),
+            ("sim", "from_parent", "regular"),
+            ("reco", "from_parent", "regular"),
+        ]:
+            stages[name], _ = Stage.objects.get_or_create(
+                name=name,
+                campaign=campaign,
+                defaults={
+                    **owned,
+                    "job_type": job_type,
+                    "login_setup": login,
+                    "dataset": dataset,
+                    "stage_type": stage_type,
+                    "software_version": "v1_0",
+                    "completion_type": "complete",
+                    "test_param_overrides": [["-N ", "2"]],
+                },
+            )
+        for up, down in [("gen", "sim"), ("sim", "reco")]:
+            StageDependency.objects.get_or_create(
+                upstream=stages[up], downstream=stages[down], defaults={"file_pattern": "%.root"}
+            )
+        analyst = {"experiment": exp, "creator": users["analyst"], "creator_role": Role.ANALYSIS}
+        ana, _ = Campaign.objects.get_or_create(name="analyst_histos", experiment=exp, defaults=analyst)
+        Stage.objects.get_or_create(
+            name="histos",
+            campaign=ana,
+            defaults={**analyst, "job_type": job_type, "login_setup": login, "vo_role": "Analysis",
+                      "completion_type": "complete", "dataset": "run1,run2,run3", "split_type": "list"},
+        )  # fmt: skip
+        self.stdout.write(f"demo experiment ready; users {', '.join(users)} (password {PASSWORD!r})")

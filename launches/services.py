@@ -1,0 +1,219 @@
+"""The engine's state changes: launch a stage, run a launch, poll, control jobs (DESIGN §4)."""
+
+import logging
+from pathlib import Path
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.utils import timezone
+
+from campaigns.models import Stage, StageType
+from campaigns.services import config_of, snapshot_config
+from poms.permissions import allowed
+from submissions import services as ledger
+from submissions.models import ACTIVE_STATUSES, Status, Submission
+
+from . import batch
+from .compose import ComposeError, compose
+from .runners import RunnerError, runner_for
+from .splits import SplitError, SplitsExhausted, split_type_for
+
+log = logging.getLogger(__name__)
+
+
+class LaunchError(Exception):
+    """A launch request that cannot proceed; the message is shown to the user."""
+
+
+def _require(actor, obj, need):
+    if not allowed(actor, need, creator_id=obj.creator_id, creator_role=obj.creator_role):
+        raise PermissionDenied(f"Your acting role ({actor.role}) may not {need} on {obj}.")
+
+
+def _pick_dataset(stage, test, dataset):
+    """Explicit dataset, else the split type advances its cursor (stage row locked by caller)."""
+    if dataset is not None:
+        return dataset, stage.split_cursor
+    spec = stage.test_split_type if test and stage.test_split_type else stage.split_type
+    try:
+        return split_type_for(spec).next(stage.dataset, stage.split_cursor)
+    except (SplitsExhausted, SplitError) as exc:
+        raise LaunchError(str(exc)) from exc
+
+
+def dry_run(stage, *, actor, dataset=None, test=False, overrides=()):
+    """Exactly what a launch would run, creating nothing (the split cursor does not move)."""
+    _require(actor, stage, "act")
+    test = test or stage.campaign.is_test
+    if dataset is None:
+        dataset, _ = _pick_dataset(stage, test, None)
+    try:
+        return compose(config_of(stage), dataset=dataset, test=test, overrides=overrides, launcher=actor.user.username)
+    except ComposeError as exc:
+        raise LaunchError(f"The launch command cannot be composed: {exc}") from exc
+
+
+def launch_stage(stage, *, actor, dataset=None, parent=None, overrides=(), test=False):
+    """Record a launch of `stage` and hand it to a worker. Returns the New submission."""
+    _require(actor, stage, "act")
+    test = test or stage.campaign.is_test or bool(parent and parent.test)
+    with transaction.atomic():
+        stage = (
+            Stage.objects.select_for_update()
+            .select_related("campaign", "job_type", "login_setup", "experiment")
+            .get(pk=stage.pk)
+        )
+        chosen, cursor = _pick_dataset(stage, test, dataset)
+        snapshot = snapshot_config(stage)
+        try:  # fail now, not in the worker, if the command cannot be composed
+            compose(snapshot.content, dataset=chosen, test=test, overrides=overrides, launcher=actor.user.username)
+        except ComposeError as exc:
+            raise LaunchError(f"The launch command cannot be composed: {exc}") from exc
+        if cursor != stage.split_cursor:
+            Stage.objects.filter(pk=stage.pk).update(split_cursor=cursor)
+        params = {"dataset": chosen, "overrides": [list(p) for p in overrides]}
+        if test:
+            params["test"] = 1
+        if parent is not None:
+            params["parent"] = parent.pk
+        sub = ledger.create_submission(
+            stage=stage,
+            launcher=actor.user,
+            role=stage.creator_role,
+            params=params,
+            test=test,
+            snapshot=snapshot,
+            batch_system=stage.job_type.batch_system,
+            parent=parent,
+        )
+        if stage.stage_type == StageType.APPROVAL:
+            ledger.set_status(sub.pk, Status.AWAITING_APPROVAL, cause="approval stage: nothing runs")
+        else:
+            from .tasks import launch_submission  # tasks import services; import here to avoid a cycle
+
+            launch_submission.delay_on_commit(sub.pk)
+    log.info("launch requested stage=%s submission=%s by=%s", stage.pk, sub.pk, actor.user.username)
+    return sub
+
+
+def log_path_for(sub):
+    stamp = sub.created.strftime("%Y%m%d_%H%M%S")
+    return (
+        Path(settings.POMS_LOG_ROOT)
+        / "launches"
+        / f"stage_{sub.stage_id}"
+        / f"{stamp}_{sub.launcher.username}_{sub.pk}.log"
+    )
+
+
+def run_launch(submission_id):
+    """Claim a New submission, compose its command, run it, capture the batch id.
+
+    The claim is a conditional update: a second delivery of the same task finds nothing to do.
+    """
+    now = timezone.now()
+    if not Submission.objects.filter(pk=submission_id, status=Status.NEW, launch_started=None).update(
+        launch_started=now
+    ):
+        log.info("submission %s already claimed; nothing to do", submission_id)
+        return False
+    sub = Submission.objects.select_related("launcher", "snapshot").get(pk=submission_id)
+    log_path = log_path_for(sub)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        plan = compose(
+            sub.snapshot.content,
+            dataset=sub.dataset,
+            test=sub.test,
+            overrides=sub.params.get("overrides", ()),
+            launcher=sub.launcher.username,
+            submission_id=sub.pk,
+            parent_id=sub.recovery_parent_id,
+        )
+        run = runner_for(plan)
+    except (ComposeError, RunnerError) as exc:
+        log_path.write_text(f"launch not started: {exc}\n")
+        ledger.save_launch_record(sub.pk, launch_log=str(log_path), launch_finished=timezone.now())
+        ledger.set_status(sub.pk, Status.LAUNCH_FAILED, cause=str(exc)[:200])
+        return False
+    ledger.save_launch_record(
+        sub.pk, command=plan.command, environment=plan.environment, runner_target=plan.target, launch_log=str(log_path)
+    )
+    with open(log_path, "a") as header:
+        header.write(f"== POMS launch of submission {sub.pk} on {plan.target} at {now.isoformat()} ==\n")
+    result = run(plan, log_path=log_path, timeout=settings.POMS_LAUNCH_RUN_TIMEOUT)
+    output = log_path.read_text(errors="replace")
+    backend = batch.get_backend(sub.batch_system)
+    batch_id = backend.parse_batch_id(output)
+    with open(log_path, "a") as footer:
+        footer.write(f"== exit code {result.returncode}{' (timed out, killed)' if result.timed_out else ''} ==\n")
+    ledger.save_launch_record(
+        sub.pk, launch_finished=timezone.now(), launch_exit_code=result.returncode, batch_id=batch_id or ""
+    )
+    if result.timed_out or result.returncode != 0 or not batch_id:
+        why = (
+            "timed out" if result.timed_out else f"exit code {result.returncode}" if result.returncode else "no job id"
+        )
+        ledger.set_status(sub.pk, Status.LAUNCH_FAILED, cause=f"launch failed: {why}")
+        return False
+    return True
+
+
+def poll_batch_systems(names=None, submission_ids=None):
+    """One batched query per batch system for all its active submissions."""
+    active = Submission.objects.active()
+    if submission_ids is not None:
+        active = active.filter(pk__in=submission_ids)
+    by_system = {}
+    for sid, system, batch_id in active.values_list("id", "batch_system", "batch_id"):
+        by_system.setdefault(system, []).append(batch.Target(sid, batch_id))
+    for system, targets in by_system.items():
+        if names and system not in names:
+            continue
+        ids = [t.submission_id for t in targets]
+        try:
+            observations = batch.get_backend(system).poll(targets)
+        except batch.BatchError as exc:
+            log.warning("poll of %s failed: %s", system, exc)
+            ledger.record_poll_error(ids, f"{timezone.now():%Y-%m-%d %H:%M} UTC: {exc}")
+            continue
+        ledger.record_observations(observations, polled_ids=ids)
+
+
+def mark_failed_launches():
+    """Submissions still New with no job id after the launch timeout become LaunchFailed."""
+    cutoff = timezone.now() - timezone.timedelta(seconds=settings.POMS_LAUNCH_FAILED_AFTER)
+    stale = Submission.objects.filter(status=Status.NEW, batch_id="", created__lt=cutoff).values_list("id", flat=True)
+    for sid in stale:
+        ledger.set_status(sid, Status.LAUNCH_FAILED, cause="no job id reported within the launch timeout")
+
+
+CONTROL_ACTIONS = {"hold": "hold", "release": "release", "kill": "remove"}
+
+
+def control_submission(sub, action, *, actor):
+    """Hold, release or kill a submission's jobs on its batch system."""
+    _require(actor, sub, "act")
+    if action not in CONTROL_ACTIONS:
+        raise LaunchError(f"unknown action {action!r}")
+    if action == "kill" and not sub.batch_id:
+        ledger.set_status(sub.pk, Status.REMOVED, by=actor.user, cause="killed before any job existed")
+        return
+    if sub.status not in ACTIVE_STATUSES:
+        raise LaunchError(f"Submission {sub.pk} is {sub.get_status_display()}; there is nothing to {action}.")
+    backend = batch.get_backend(sub.batch_system)
+    try:
+        getattr(backend, CONTROL_ACTIONS[action])([sub.batch_id])
+    except batch.BatchError as exc:
+        raise LaunchError(f"The batch system refused to {action}: {exc}") from exc
+    if action == "kill":
+        ledger.set_status(sub.pk, Status.REMOVED, by=actor.user, cause=f"killed by {actor.user.username}")
+    poll_batch_systems(submission_ids=[sub.pk])
+
+
+def relaunch(sub, *, actor):
+    """Launch the submission's stage again on the same dataset (POMS "Relaunch")."""
+    return launch_stage(
+        sub.stage, actor=actor, dataset=sub.dataset, overrides=sub.params.get("overrides", ()), test=sub.test
+    )

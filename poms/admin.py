@@ -1,0 +1,17 @@
+from django.contrib import admin
+
+from .models import Experiment, Membership, Preference
+
+
+@admin.register(Experiment)
+class ExperimentAdmin(admin.ModelAdmin):
+    list_display = ("name", "description", "active")
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ("user", "experiment", "role", "active")
+    list_filter = ("experiment", "role")
+
+
+admin.site.register(Preference)

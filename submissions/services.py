@@ -1,0 +1,200 @@
+"""State changes of the ledger. Every submission status change goes through `_transition()`."""
+
+import logging
+from collections import Counter, defaultdict
+from itertools import islice
+
+from django.db import transaction
+from django.utils import timezone
+
+from .models import Job, JobEvent, StatusHistory, Submission
+from .status import FINAL, decide, derive_from_jobs
+
+log = logging.getLogger(__name__)
+
+JOB_FIELDS = (
+    "state",
+    "exit_code",
+    "host",
+    "started",
+    "ended",
+    "cpu_seconds",
+    "wall_seconds",
+    "memory_mb",
+    "hold_reason",
+    "stdout_path",
+    "stderr_path",
+)
+CHUNK = 500  # submissions per transaction in record_observations
+
+
+def _transition(sub, proposed, *, now, by=None, cause=""):
+    """Apply the status machine to `sub` in memory; return the history row to write, or None."""
+    target = decide(sub.status, proposed, by_user=by is not None, is_recovery=sub.recovery_parent_id is not None)
+    if target is None:
+        return None
+    sub.status = target
+    sub.status_changed = now
+    if target in FINAL:
+        sub.finished = now
+    return StatusHistory(submission_id=sub.pk, status=target, created=now, user=by, cause=cause[:200])
+
+
+def create_submission(*, stage, launcher, role, params, test, snapshot, batch_system, parent=None):
+    """A new submission in status New with its first history row. Caller owns the transaction."""
+    now = timezone.now()
+    sub = Submission.objects.create(
+        stage=stage,
+        experiment_id=stage.experiment_id,
+        creator=launcher,
+        creator_role=role,
+        launcher=launcher,
+        params=params,
+        test=test,
+        snapshot=snapshot,
+        batch_system=batch_system,
+        recovery_parent=parent,
+        status_changed=now,
+    )
+    StatusHistory.objects.create(
+        submission=sub, status=sub.status, created=now, user=launcher, cause="launch requested"
+    )
+    return sub
+
+
+@transaction.atomic
+def set_status(submission_id, status, *, by=None, cause=""):
+    """Move one submission to `status` if the transition table allows it. True when it moved."""
+    sub = Submission.objects.select_for_update().get(pk=submission_id)
+    row = _transition(sub, status, now=timezone.now(), by=by, cause=cause)
+    if row is None:
+        return False
+    sub.save(update_fields=["status", "status_changed", "finished"])
+    row.save()
+    log.info("submission %s → %s (%s)", sub.pk, sub.get_status_display(), cause)
+    return True
+
+
+def save_launch_record(submission_id, **fields):
+    """Store what a launch runs (command, environment, target, log) or how it ended."""
+    Submission.objects.filter(pk=submission_id).update(**fields)
+
+
+def record_poll_error(submission_ids, message):
+    """A failed poll changes no status; it only says why the numbers are stale."""
+    Submission.objects.filter(pk__in=submission_ids).update(poll_error=message[:2000])
+
+
+def record_observations(observations, *, polled_ids=(), now=None):
+    """Write what a poll saw: only changed jobs, events and submission transitions, in bulk.
+
+    Idempotent: a second run with the same observations writes nothing but `polled`. Two
+    concurrent runs serialise on the submission row locks (taken in pk order) and the second
+    finds nothing left to change. `polled_ids` are submissions the poll asked about, even if
+    no job of theirs was reported.
+    """
+    now = now or timezone.now()
+    by_sub = defaultdict(list)
+    for obs in observations:
+        by_sub[obs.submission_id].append(obs)
+    ids = sorted(set(by_sub) | set(polled_ids))
+    changed = 0
+    it = iter(ids)
+    while chunk := list(islice(it, CHUNK)):
+        changed += _record_chunk(chunk, by_sub, now)
+    return changed
+
+
+@transaction.atomic
+def _record_chunk(ids, by_sub, now):
+    subs = {
+        s.pk: s
+        for s in Submission.objects.select_for_update()
+        .filter(pk__in=ids)
+        .order_by("pk")
+        .only("id", "recovery_parent_id", *SUBMISSION_FIELDS)
+    }
+    current = {}
+    for row in Job.objects.filter(submission_id__in=ids).values_list(
+        "id", "submission_id", "batch_job_id", *JOB_FIELDS
+    ):
+        current[(row[1], row[2])] = (row[0], row[3:])
+
+    upserts, events_for = [], []
+    states = defaultdict(Counter)
+    for sid in ids:
+        seen = set()
+        for obs in by_sub.get(sid, ()):
+            if sid not in subs:
+                continue  # submission vanished; nothing to attach to
+            key = (sid, obs.batch_job_id)
+            seen.add(key)
+            values = tuple(getattr(obs, f) for f in JOB_FIELDS)
+            job_id, old = current.get(key, (None, None))
+            states[sid][obs.state] += 1
+            if old == values:
+                continue
+            job = Job(
+                pk=job_id,
+                submission_id=sid,
+                batch_job_id=obs.batch_job_id,
+                state_changed=now,
+                **dict(zip(JOB_FIELDS, values, strict=True)),
+            )
+            if old is not None and old[0] == obs.state:
+                job.state_changed = None  # unchanged state: keep the stored timestamp (see below)
+            upserts.append(job)
+            if old is None or old[0] != obs.state:
+                events_for.append((job, obs.state, obs.exit_code))
+        # Jobs the batch system did not mention keep their stored state in the counts.
+        for (jsid, bjid), (_jid, old) in current.items():
+            if jsid == sid and (jsid, bjid) not in seen:
+                states[sid][old[0]] += 1
+
+    if upserts:
+        with_ts = [j for j in upserts if j.state_changed is not None]
+        without_ts = [j for j in upserts if j.state_changed is None]
+        fields = list(JOB_FIELDS)
+        # Sorted by the unique key so concurrent writers lock rows in the same order.
+        key = lambda j: (j.submission_id, j.batch_job_id)  # noqa: E731
+        if with_ts:
+            Job.objects.bulk_create(
+                sorted(with_ts, key=key),
+                update_conflicts=True,
+                unique_fields=["submission", "batch_job_id"],
+                update_fields=[*fields, "state_changed"],
+                batch_size=1000,
+            )
+        if without_ts:
+            Job.objects.bulk_update(sorted(without_ts, key=key), fields, batch_size=1000)
+    if events_for:
+        JobEvent.objects.bulk_create(
+            [JobEvent(job_id=j.pk, state=s, created=now, exit_code=e) for j, s, e in events_for], batch_size=2000
+        )
+
+    history, dirty = [], []
+    for sid, sub in subs.items():
+        before = _row_state(sub)
+        counts = states[sid]
+        for state in COUNTED:
+            setattr(sub, f"jobs_{state}", counts[state])
+        proposed = derive_from_jobs(counts)
+        row = _transition(sub, proposed, now=now, cause="batch system poll") if proposed else None
+        if row is not None:
+            history.append(row)
+            log.info("submission %s → %s (poll)", sub.pk, sub.get_status_display())
+        if _row_state(sub) != before:
+            dirty.append(sub)
+    if dirty:
+        Submission.objects.bulk_update(dirty, SUBMISSION_FIELDS, batch_size=CHUNK)
+    StatusHistory.objects.bulk_create(history)
+    Submission.objects.filter(pk__in=ids).update(polled=now, poll_error="")
+    return len(upserts) + len(history)
+
+
+COUNTED = ("idle", "running", "held", "completed", "failed", "removed")
+SUBMISSION_FIELDS = ["status", "status_changed", "finished", *(f"jobs_{c}" for c in COUNTED)]
+
+
+def _row_state(sub):
+    return tuple(getattr(sub, f) for f in SUBMISSION_FIELDS)

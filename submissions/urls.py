@@ -1,0 +1,14 @@
+from django.urls import path
+
+from . import views
+
+app_name = "submissions"
+urlpatterns = [
+    path("", views.dashboard, name="dashboard"),
+    path("stages/<int:pk>/submissions/", views.stage_submissions, name="stage_table"),
+    path("campaigns/<int:pk>/status.json", views.campaign_status, name="campaign_status"),
+    path("submissions/<int:pk>/", views.submission_detail, name="detail"),
+    path("submissions/<int:pk>/live/", views.submission_live, name="live"),
+    path("submissions/<int:pk>/log/", views.launch_log, name="log"),
+    path("jobs/<int:pk>/<str:stream>/", views.job_output, name="job_output"),
+]

@@ -1,0 +1,130 @@
+"""Pages and partials that show the ledger."""
+
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Max, OuterRef, Q, Subquery
+from django.http import Http404, JsonResponse
+from django.shortcuts import render
+
+from campaigns.access import get_campaign_for, get_stage_for
+from campaigns.models import Campaign
+from poms.header import acting
+from poms.lib.paging import keyset_asc, keyset_desc
+
+from .access import get_job_for, get_submission_for
+from .models import ACTIVE_STATUSES, Status, Submission
+
+LOG_TAIL_BYTES = 64 * 1024
+
+
+@login_required
+def dashboard(request):
+    actor = acting(request)
+    if actor.experiment is None:
+        return render(request, "submissions/dashboard.html", {"experiment": None})
+    if actor.role is None:
+        raise PermissionDenied(f"You are not a member of experiment {actor.experiment.name}.")
+    mine = Submission.objects.filter(experiment=actor.experiment)
+    counts = dict(mine.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
+    active = (
+        Campaign.objects.filter(experiment=actor.experiment)
+        .annotate(
+            n_active=Count("stages__submissions", filter=Q(stages__submissions__status__in=ACTIVE_STATUSES)),
+            last=Max("stages__submissions__status_changed"),
+        )
+        .filter(n_active__gt=0)
+        .order_by("-last")[:20]
+    )
+    failures = mine.filter(status__in=[Status.FAILED, Status.LAUNCH_FAILED]).select_related("stage", "stage__campaign")
+    context = {
+        "experiment": actor.experiment,
+        "counts": [(s, counts.get(s.value, 0)) for s in Status],
+        "active_campaigns": list(active),
+        "failures": list(failures.order_by("-status_changed")[:10]),
+    }
+    return render(request, "submissions/dashboard.html", context)
+
+
+@login_required
+def stage_submissions(request, pk):
+    """The stage page's submissions table (an htmx partial, refreshed live)."""
+    stage = get_stage_for(request, pk)
+    before = request.GET.get("before")
+    page = keyset_desc(
+        stage.submissions.for_table(), int(before) if (before or "").isdigit() else None, settings.POMS_PAGE_SIZE
+    )
+    return render(request, "submissions/_stage_submissions.html", {"stage": stage, "page": page})
+
+
+@login_required
+def campaign_status(request, pk):
+    """Latest submission status and job counts per stage, for the overview DAG colours."""
+    campaign = get_campaign_for(request, pk)
+    latest = Submission.objects.filter(stage=OuterRef("pk")).order_by("-id")
+    rows = campaign.stages.annotate(
+        latest_id=Subquery(latest.values("id")[:1]),
+        latest_status=Subquery(latest.values("status")[:1]),
+        n_subs=Count("submissions"),
+        n_active=Count("submissions", filter=Q(submissions__status__in=ACTIVE_STATUSES)),
+    ).values("id", "latest_id", "latest_status", "n_subs", "n_active")
+    stages = {
+        r["id"]: {
+            **r,
+            "latest_label": Status(r["latest_status"]).label if r["latest_status"] else "never launched",
+        }
+        for r in rows
+    }
+    return JsonResponse({"stages": stages})
+
+
+@login_required
+def submission_detail(request, pk):
+    sub = get_submission_for(request, pk)
+    return render(request, "submissions/submission_detail.html", _live_context(request, sub))
+
+
+@login_required
+def submission_live(request, pk):
+    """Status, history and jobs of one submission: the part of its page that refreshes."""
+    sub = get_submission_for(request, pk)
+    return render(request, "submissions/_submission_live.html", _live_context(request, sub))
+
+
+def _live_context(request, sub):
+    after = request.GET.get("after")
+    jobs = keyset_asc(sub.jobs.all(), int(after) if (after or "").isdigit() else None, settings.POMS_PAGE_SIZE)
+    return {"sub": sub, "history": list(sub.history.select_related("user")), "jobs": jobs}
+
+
+def _tail(path_text, limit=LOG_TAIL_BYTES):
+    if not path_text:
+        return ""
+    path = Path(path_text)
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, 2)
+            size = handle.tell()
+            handle.seek(max(0, size - limit))
+            data = handle.read()
+    except FileNotFoundError:
+        return ""
+    text = data.decode("utf-8", "replace")
+    return ("… (earlier output cut) …\n" + text) if size > limit else text
+
+
+@login_required
+def launch_log(request, pk):
+    sub = get_submission_for(request, pk)
+    return render(request, "submissions/_launch_log.html", {"sub": sub, "log": _tail(sub.launch_log)})
+
+
+@login_required
+def job_output(request, pk, stream):
+    job = get_job_for(request, pk)
+    if stream not in ("stdout", "stderr"):
+        raise Http404
+    path = job.stdout_path if stream == "stdout" else job.stderr_path
+    return render(request, "submissions/job_output.html", {"job": job, "stream": stream, "text": _tail(path)})

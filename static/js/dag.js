@@ -7,19 +7,19 @@
     const box = document.getElementById("dag");
     if (!box || !window.cytoscape) return;
     const data = JSON.parse(document.getElementById("dag-data").textContent);
-    const elements = data.nodes.map(n => ({ data: { id: String(n.id), label: n.name, status: "never launched" } }))
+    const elements = data.nodes.map(n => ({ data: { id: String(n.id), label: n.name, status: "never launched",
+      color: COLORS["never launched"] } }))
       .concat(data.edges.map(e => ({ data: { id: e.source + "-" + e.target, source: String(e.source), target: String(e.target) } })));
     const cy = cytoscape({
       container: box, elements: elements, userZoomingEnabled: false,
       layout: { name: "dagre", rankDir: "LR", nodeSep: 40, rankSep: 90 },
       style: [
-        { selector: "node", style: { shape: "round-rectangle", width: 150, height: 54, "background-color": "data(color)",
+        { selector: "node[color]", style: { shape: "round-rectangle", width: 150, height: 54, "background-color": "data(color)",
           label: "data(label)", color: "#fff", "text-valign": "center", "text-wrap": "wrap", "font-size": 12 } },
         { selector: "edge", style: { "curve-style": "bezier", "target-arrow-shape": "triangle", width: 2,
           "line-color": "#9aa3b5", "target-arrow-color": "#9aa3b5" } },
       ],
     });
-    cy.nodes().forEach(n => n.data("color", COLORS["never launched"]));
     const stageUrl = box.dataset.stageUrl;
     cy.on("tap", "node", ev => { window.location = stageUrl.replace("/0/", "/" + ev.target.id() + "/"); });
     async function refresh() {

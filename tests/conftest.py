@@ -1,0 +1,48 @@
+import pytest
+from django.test import Client
+
+from poms.models import Role
+
+from .factories import ExperimentFactory, MembershipFactory, StageFactory, UserFactory
+
+ROLES = [Role.ANALYSIS, Role.SHIFTER, Role.PRODUCTION, Role.SUPERUSER]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_dirs(settings, tmp_path):
+    """Launch logs and the local batch system's records go to a per-test directory."""
+    settings.POMS_LOG_ROOT = tmp_path / "logs"
+    settings.POMS_LOCAL_BATCH_ROOT = tmp_path / "local_batch"
+    # Password hashing is deliberately slow; tests create many users.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+class World:
+    """A named little world: one experiment, a member per role, an outsider, and stages
+    owned under the production role and by the analyst."""
+
+    def __init__(self):
+        self.experiment = ExperimentFactory(name="nova")
+        self.users = {}
+        for role in ROLES:
+            user = UserFactory(username=role.value.replace("-", "_"))
+            MembershipFactory(user=user, experiment=self.experiment, role=role)
+            self.users[role.value] = user
+        self.users["non-member"] = UserFactory(username="outsider")
+        self.production_stage = StageFactory(
+            experiment=self.experiment, creator=self.users["production"], creator_role=Role.PRODUCTION, name="gen"
+        )
+        self.analysis_stage = StageFactory(
+            experiment=self.experiment, creator=self.users["analysis"], creator_role=Role.ANALYSIS, name="ana"
+        )
+
+    def client(self, who):
+        client = Client()
+        if who != "anonymous":
+            client.force_login(self.users[who])
+        return client
+
+
+@pytest.fixture
+def world(db):
+    return World()

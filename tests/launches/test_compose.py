@@ -1,0 +1,127 @@
+"""Command composition as POMS does it (reference/poms.md §3.9–3.10), with shell quoting."""
+
+import subprocess
+
+import pytest
+
+from launches.compose import ComposeError, compose, merge_overrides
+
+
+def config(**over):
+    base = {
+        "experiment": "nova",
+        "campaign": {"id": 3, "name": "mc", "keywords": {}, "default_overrides": [], "campaign_type": ""},
+        "stage": {
+            "id": 7, "name": "gen", "software_version": "v1_1", "param_overrides": [], "test_param_overrides": [],
+            "merge_overrides": False, "stage_type": "regular",
+        },
+        "job_type": {"id": 2, "launch_script": "fife_launch -c cfg/generic.cfg", "definition_parameters": [], "raw_keys": []},
+        "login_setup": {"id": 1, "launch_host": "", "launch_account": "", "launch_setup": ""},
+    }  # fmt: skip
+    for part, values in over.items():
+        base[part] = {**base[part], **values}
+    return base
+
+
+def cmd(cfg, dataset="electron_1GeV", **kw):
+    return compose(cfg, dataset=dataset, test=kw.pop("test", False), launcher="mengel", **kw).command
+
+
+def test_it_builds_the_poms_example_command():
+    cfg = config(
+        job_type={
+            "definition_parameters": [
+                ["--stage=", "gen"],
+                ["-Oglobal.sam_dataset=", "%(dataset)s"],
+                ["-Oglobal.release=", "%(version)s"],
+            ]
+        },
+        stage={"param_overrides": [["-Osubmit.N=", "5"]]},
+    )
+    assert cmd(cfg) == (
+        "fife_launch -c cfg/generic.cfg --stage=gen -Oglobal.sam_dataset=electron_1GeV "
+        "-Oglobal.release=v1_1 -Osubmit.N=5"
+    )
+
+
+def test_a_later_duplicate_key_replaces_the_value_but_keeps_the_position():
+    assert list(merge_overrides([["-a ", "1"], ["-b ", "2"]], [["-a ", "9"]]).items()) == [("-a ", "9"), ("-b ", "2")]
+
+
+@pytest.mark.parametrize(
+    "merge, test, expected",
+    [
+        (False, False, "run --n=5 --mem=2"),
+        (True, False, "run --n=5 --mem=2 --site=FNAL"),
+        (False, True, "run --n=1 --mem=2"),
+    ],
+)
+def test_override_layers_apply_in_poms_order(merge, test, expected):
+    cfg = config(
+        job_type={"launch_script": "run", "definition_parameters": [["--n=", "10"], ["--mem=", "2"]]},
+        campaign={"default_overrides": [["--site=", "FNAL"]]},
+        stage={"merge_overrides": merge, "param_overrides": [["--n=", "5"]], "test_param_overrides": [["--n=", "1"]]},
+    )
+    assert cmd(cfg, test=test) == expected
+
+
+def test_explicit_overrides_win_even_over_test_overrides():
+    cfg = config(job_type={"launch_script": "run"}, stage={"test_param_overrides": [["--n=", "1"]]})
+    assert cmd(cfg, test=True, overrides=[["--n=", "3"]]) == "run --n=3"
+
+
+def test_keywords_and_literal_percent():
+    cfg = config(
+        job_type={"launch_script": "run", "definition_parameters": [["--out=", "%%(global.outdir)s/%(energy)s"]]},
+        campaign={"keywords": {"energy": "1GeV"}},
+    )
+    # Quoted because of the parentheses; the shell hands fife_launch exactly %(global.outdir)s/1GeV.
+    assert cmd(cfg) == "run --out='%(global.outdir)s/1GeV'"
+
+
+def test_an_unknown_keyword_is_a_clear_error():
+    cfg = config(job_type={"launch_script": "run", "definition_parameters": [["--x=", "%(nope)s"]]})
+    with pytest.raises(ComposeError, match=r"unknown keyword %\(nope\)s"):
+        cmd(cfg)
+
+
+def test_a_key_with_shell_characters_is_refused():
+    cfg = config(stage={"param_overrides": [["--x=; rm -rf /", "1"]]})
+    with pytest.raises(ComposeError, match="may only hold"):
+        cmd(cfg)
+
+
+EVIL = ["x; touch {marker}", "$(touch {marker})", "`touch {marker}`", "a' ; touch {marker}; echo '", "x\ntouch {marker}"]
+
+
+@pytest.mark.parametrize("evil", EVIL)
+def test_no_value_can_inject_shell(tmp_path, evil):
+    marker = tmp_path / "pwned"
+    value = evil.format(marker=marker)
+    cfg = config(
+        job_type={"launch_script": "echo", "definition_parameters": [["--ds=", "%(dataset)s"]]},
+        stage={"param_overrides": [["--o=", value]]},
+        login_setup={"launch_setup": "export DS=%(dataset)s"},
+    )
+    plan = compose(cfg, dataset=value, test=False, launcher="u")
+    out = subprocess.run(["bash", "-c", plan.script], capture_output=True, text=True, check=True).stdout
+    assert not marker.exists()
+    assert out == f"--ds={value} --o={value}\n"
+
+
+def test_raw_keys_are_pasted_unquoted_by_the_template_author():
+    cfg = config(
+        job_type={"launch_script": "run", "definition_parameters": [["--expr ", "a b"]], "raw_keys": ["--expr "]}
+    )
+    assert cmd(cfg) == "run --expr a b"
+
+
+def test_the_environment_carries_the_poms_variables():
+    plan = compose(config(), dataset="d", test=True, launcher="mengel", submission_id=41, parent_id=40)
+    env = plan.environment
+    assert env["POMS4_CAMPAIGN_STAGE_ID"] == "7" and env["POMS_CAMPAIGN_ID"] == "7"
+    assert env["POMS4_SUBMISSION_ID"] == env["POMS_TASK_ID"] == "41"
+    assert env["POMS_PARENT_TASK_ID"] == "40"
+    assert env["POMS4_TEST_LAUNCH"] == "True" and env["POMS_TEST"] == "1"
+    assert env["POMS_CAMPAIGN_NAME"] == "mc__gen" and env["POMS_LAUNCHER"] == "mengel"
+    assert env["JOBSUB_GROUP"] == env["GROUP"] == "nova"

@@ -141,7 +141,8 @@ USE_I18N = False
 USE_TZ = True
 
 STATIC_URL = "/static/"
-STATIC_ROOT = BASE_DIR / "var" / "staticfiles"
+# Only for `collectstatic` in production deployments; unset, files are served from static/.
+STATIC_ROOT = env_str("POMS_STATIC_ROOT") or None
 STATICFILES_DIRS = [BASE_DIR / "static"]
 # Serve straight from static/ so that `make run` needs no collectstatic step.
 WHITENOISE_USE_FINDERS = True

@@ -60,12 +60,32 @@ def embedded_redis():
     return f"redis://127.0.0.1:{EMBEDDED_REDIS_PORT}/0"
 
 
+def ensure_database(url):
+    """Create the configured database if the server lacks it (a fresh CI machine)."""
+    import psycopg2
+    from psycopg2 import sql
+
+    sys.path.insert(0, str(ROOT))
+    from poms.settings import database_from_url
+
+    db = database_from_url(url)
+    conn = psycopg2.connect(dbname="postgres", user=db["USER"], password=db["PASSWORD"], host=db["HOST"], port=db["PORT"])
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", [db["NAME"]])
+        if cur.fetchone() is None:
+            cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db["NAME"])))
+    conn.close()
+
+
 def setup_environment():
     VAR.mkdir(exist_ok=True)
     os.environ.setdefault("XDG_RUNTIME_DIR", str(VAR))
     if not os.environ.get("DATABASE_URL"):
         os.environ["DATABASE_URL"] = embedded_postgres()
         say(f"embedded PostgreSQL: {os.environ['DATABASE_URL']}")
+    else:
+        ensure_database(os.environ["DATABASE_URL"])
     if not os.environ.get("REDIS_URL"):
         os.environ["REDIS_URL"] = embedded_redis()
         say(f"embedded Redis: {os.environ['REDIS_URL']}")

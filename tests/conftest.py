@@ -1,6 +1,11 @@
+import os
+import threading
+
 import pytest
+from celery.contrib.testing.worker import start_worker
 from django.test import Client
 
+from poms.celery import app
 from poms.models import Role
 
 from .factories import ExperimentFactory, MembershipFactory, StageFactory, UserFactory
@@ -46,3 +51,32 @@ class World:
 @pytest.fixture
 def world(db):
     return World()
+
+
+@pytest.fixture(scope="session")
+def celery_worker():
+    """A worker thread of our real app on the real Redis broker (its own database number, so
+    tests never consume the messages of a running `make run`)."""
+    base = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0]
+    app.conf.broker_url = f"{base}/14"
+    app.conf.broker_connection_retry_on_startup = True
+    with start_worker(app, pool="threads", concurrency=2, perform_ping_check=False, shutdown_timeout=30) as worker:
+        yield worker
+
+
+@pytest.fixture
+def beat(celery_worker):
+    """What Celery beat does, faster: queue a poll every second while the test runs."""
+    from launches.tasks import poll_batch_systems
+
+    stop = threading.Event()
+
+    def tick():
+        while not stop.wait(1.0):
+            poll_batch_systems.delay()
+
+    thread = threading.Thread(target=tick, daemon=True)
+    thread.start()
+    yield
+    stop.set()
+    thread.join()

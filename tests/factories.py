@@ -8,7 +8,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from campaigns.models import Campaign, JobType, LoginSetup, Stage
+from campaigns.models import Campaign, JobType, LoginSetup, Stage, Tag
 from poms.models import Experiment, Membership, Role
 from submissions.models import Job, StatusHistory, Submission
 
@@ -116,3 +116,10 @@ class JobFactory(factory.django.DjangoModelFactory):
     submission = factory.SubFactory(SubmissionFactory)
     batch_job_id = factory.Sequence(lambda n: f"1.{n}")
     state_changed = factory.LazyFunction(timezone.now)
+
+
+class TagFactory(OwnedFactory):
+    class Meta:
+        model = Tag
+
+    name = factory.Sequence(lambda n: f"tag{n}")

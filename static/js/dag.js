@@ -11,11 +11,11 @@
       color: COLORS["never launched"] } }))
       .concat(data.edges.map(e => ({ data: { id: e.source + "-" + e.target, source: String(e.source), target: String(e.target) } })));
     const cy = cytoscape({
-      container: box, elements: elements, userZoomingEnabled: false,
+      container: box, elements: elements, userZoomingEnabled: false, maxZoom: 1.3, minZoom: 0.3,
       layout: { name: "dagre", rankDir: "LR", nodeSep: 40, rankSep: 90 },
       style: [
-        { selector: "node[color]", style: { shape: "round-rectangle", width: 150, height: 54, "background-color": "data(color)",
-          label: "data(label)", color: "#fff", "text-valign": "center", "text-wrap": "wrap", "font-size": 12 } },
+        { selector: "node[color]", style: { shape: "round-rectangle", width: 170, height: 54, "text-max-width": 160, "background-color": "data(color)",
+          label: "data(label)", color: "#fff", "text-valign": "center", "text-wrap": "wrap", "font-size": 11 } },
         { selector: "edge", style: { "curve-style": "bezier", "target-arrow-shape": "triangle", width: 2,
           "line-color": "#9aa3b5", "target-arrow-color": "#9aa3b5" } },
       ],

@@ -69,7 +69,9 @@ def ensure_database(url):
     from poms.settings import database_from_url
 
     db = database_from_url(url)
-    conn = psycopg2.connect(dbname="postgres", user=db["USER"], password=db["PASSWORD"], host=db["HOST"], port=db["PORT"])
+    conn = psycopg2.connect(
+        dbname="postgres", user=db["USER"], password=db["PASSWORD"], host=db["HOST"], port=db["PORT"]
+    )
     conn.autocommit = True
     with conn.cursor() as cur:
         cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", [db["NAME"]])

@@ -15,7 +15,9 @@ def config(**over):
             "id": 7, "name": "gen", "software_version": "v1_1", "param_overrides": [], "test_param_overrides": [],
             "merge_overrides": False, "stage_type": "regular",
         },
-        "job_type": {"id": 2, "launch_script": "fife_launch -c cfg/generic.cfg", "definition_parameters": [], "raw_keys": []},
+        "job_type": {
+            "id": 2, "launch_script": "fife_launch -c cfg/generic.cfg", "definition_parameters": [], "raw_keys": [],
+        },
         "login_setup": {"id": 1, "launch_host": "", "launch_account": "", "launch_setup": ""},
     }  # fmt: skip
     for part, values in over.items():
@@ -91,7 +93,13 @@ def test_a_key_with_shell_characters_is_refused():
         cmd(cfg)
 
 
-EVIL = ["x; touch {marker}", "$(touch {marker})", "`touch {marker}`", "a' ; touch {marker}; echo '", "x\ntouch {marker}"]
+EVIL = [
+    "x; touch {marker}",
+    "$(touch {marker})",
+    "`touch {marker}`",
+    "a' ; touch {marker}; echo '",
+    "x\ntouch {marker}",
+]
 
 
 @pytest.mark.parametrize("evil", EVIL)

@@ -93,7 +93,11 @@ def test_root_acts_everywhere(world):
 
 
 # The rule itself, for the `modify` need that has no page yet (the editor is a later issue).
-OWNERSHIP = {"own production": ("production", True), "own analysis": ("analysis", True), "other analysis": ("analysis", False)}
+OWNERSHIP = {
+    "own production": ("production", True),
+    "own analysis": ("analysis", True),
+    "other analysis": ("analysis", False),
+}
 MODIFY = {
     # acting role: (own production object, own analysis object, someone else's analysis object)
     Role.ANALYSIS: (False, True, False),

@@ -117,8 +117,12 @@ def _tail(path_text, limit=LOG_TAIL_BYTES):
 
 @login_required
 def launch_log(request, pk):
+    """The launch log's tail; answers 286 once the launch has ended, which stops htmx polling."""
     sub = get_submission_for(request, pk)
-    return render(request, "submissions/_launch_log.html", {"sub": sub, "log": _tail(sub.launch_log)})
+    done = sub.launch_finished is not None or sub.status != Status.NEW
+    return render(
+        request, "submissions/_launch_log.html", {"sub": sub, "log": _tail(sub.launch_log)}, status=286 if done else 200
+    )
 
 
 @login_required

@@ -67,7 +67,10 @@ class LocalBatch(BatchSystem):
         hold_reason = ""
         if state in ("idle", "running") and pid:
             kernel = _process_state(pid)
-            if kernel is None or kernel == "Z":
+            if (kernel is None or kernel == "Z") and path.with_suffix(".remove").exists():
+                # Removed before its supervisor had installed the handler that records it.
+                state = "removed"
+            elif kernel is None or kernel == "Z":
                 # The supervisor died without recording an end (e.g. SIGKILL): the job is lost.
                 state, hold_reason = "failed", "job process vanished without an exit record"
             elif kernel == "T":
@@ -90,11 +93,13 @@ class LocalBatch(BatchSystem):
             stderr_path=str(path.with_suffix(".err")),
         )
 
-    def _signal(self, batch_ids, signals):
+    def _signal(self, batch_ids, signals, mark=None):
         for batch_id in batch_ids:
-            for _path, rec in self._records(batch_id):
+            for path, rec in self._records(batch_id):
                 if rec.get("state") not in ("idle", "running") or not rec.get("pid"):
                     continue
+                if mark:
+                    path.with_suffix(mark).touch()
                 for sig in signals:
                     try:
                         os.killpg(rec["pid"], sig)
@@ -109,4 +114,4 @@ class LocalBatch(BatchSystem):
 
     def remove(self, batch_ids):
         # A held job must be continued to act on SIGTERM.
-        self._signal(batch_ids, [signal.SIGTERM, signal.SIGCONT])
+        self._signal(batch_ids, [signal.SIGTERM, signal.SIGCONT], mark=".remove")

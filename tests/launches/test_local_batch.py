@@ -65,3 +65,9 @@ def test_an_unknown_or_garbled_cluster_is_a_batch_error(settings):
     (settings.POMS_LOCAL_BATCH_ROOT / "clusters" / cid / "0.json").write_text("{garbled")
     with pytest.raises(BatchError, match="unreadable"):
         backend.poll([Target(1, cid)])
+
+
+def test_a_job_removed_before_it_starts_is_removed_not_lost():
+    cid = submit(2, "sleep", "30", delay="5")
+    backend.remove([cid])  # the supervisors may not even have their SIGTERM handler yet
+    wait_for(lambda: states(cid) == ["removed", "removed"], what="removed")

@@ -1,0 +1,50 @@
+"""Submission pages and partials."""
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from submissions.models import Submission
+from tests.factories import JobFactory, SubmissionFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_launch_log_tails_until_the_launch_ends(world, tmp_path):
+    log = tmp_path / "launch.log"
+    log.write_text("x" * 70_000 + "\nSubmitted local cluster 3 (2 jobs).\n")
+    sub = SubmissionFactory(stage=world.production_stage, launch_log=str(log))
+    client = world.client("production-shifter")
+    running = client.get(reverse("submissions:log", args=[sub.pk]))
+    assert running.status_code == 200
+    assert b"Submitted local cluster 3" in running.content and b"earlier output cut" in running.content
+    Submission.objects.filter(pk=sub.pk).update(launch_finished=timezone.now())
+    assert client.get(reverse("submissions:log", args=[sub.pk])).status_code == 286  # htmx: stop polling
+
+
+def test_job_output_is_one_click_away(world, tmp_path):
+    out, err = tmp_path / "0.out", tmp_path / "0.err"
+    out.write_text("hello from the job\n")
+    err.write_text("art::Exception\n")
+    job = JobFactory(submission__stage=world.production_stage, stdout_path=str(out), stderr_path=str(err))
+    client = world.client("analysis")
+    detail = client.get(reverse("submissions:detail", args=[job.submission_id])).content.decode()
+    assert reverse("submissions:job_output", args=[job.pk, "stdout"]) in detail
+    assert b"hello from the job" in client.get(reverse("submissions:job_output", args=[job.pk, "stdout"])).content
+    assert b"art::Exception" in client.get(reverse("submissions:job_output", args=[job.pk, "stderr"])).content
+    assert client.get(reverse("submissions:job_output", args=[job.pk, "environ"])).status_code == 404
+
+
+def test_show_command_displays_the_script_and_creates_nothing(world):
+    response = world.client("production").get(reverse("launches:dry_run", args=[world.production_stage.pk]))
+    assert response.status_code == 200
+    assert b"poms_local_submit" in response.content and b"POMS4_CAMPAIGN_STAGE_ID=" in response.content
+    assert not Submission.objects.exists()
+
+
+def test_destructive_actions_ask_first(world):
+    sub = SubmissionFactory(stage=world.production_stage)
+    page = world.client("production").get(reverse("launches:action", args=[sub.pk, "kill"]))
+    assert b"cannot be undone" in page.content and b'method="post"' in page.content
+    sub.refresh_from_db()
+    assert sub.get_status_display() == "New"

@@ -204,7 +204,7 @@ def control_submission(sub, action, *, actor):
         raise LaunchError(f"Submission {sub.pk} is {sub.get_status_display()}; there is nothing to {action}.")
     backend = batch.get_backend(sub.batch_system)
     try:
-        getattr(backend, CONTROL_ACTIONS[action])([sub.batch_id])
+        getattr(backend, CONTROL_ACTIONS[action])([batch.Target(sub.pk, sub.batch_id)])
     except batch.BatchError as exc:
         raise LaunchError(f"The batch system refused to {action}: {exc}") from exc
     if action == "kill":

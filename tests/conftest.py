@@ -58,7 +58,7 @@ def celery_worker():
     """A worker thread of our real app on the real Redis broker (its own database number, so
     tests never consume the messages of a running `make run`)."""
     base = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0]
-    app.conf.broker_url = f"{base}/14"
+    app.conf.broker_url = f"{base}/{os.environ.get('POMS_TEST_REDIS_DB', '14')}"
     app.conf.broker_connection_retry_on_startup = True
     with start_worker(app, pool="threads", concurrency=2, perform_ping_check=False, shutdown_timeout=30) as worker:
         yield worker

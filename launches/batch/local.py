@@ -93,9 +93,9 @@ class LocalBatch(BatchSystem):
             stderr_path=str(path.with_suffix(".err")),
         )
 
-    def _signal(self, batch_ids, signals, mark=None):
-        for batch_id in batch_ids:
-            for path, rec in self._records(batch_id):
+    def _signal(self, targets, signals, mark=None):
+        for target in targets:
+            for path, rec in self._records(target.batch_id):
                 if rec.get("state") not in ("idle", "running") or not rec.get("pid"):
                     continue
                 if mark:
@@ -106,12 +106,12 @@ class LocalBatch(BatchSystem):
                     except ProcessLookupError:
                         break
 
-    def hold(self, batch_ids):
-        self._signal(batch_ids, [signal.SIGSTOP])
+    def hold(self, targets):
+        self._signal(targets, [signal.SIGSTOP])
 
-    def release(self, batch_ids):
-        self._signal(batch_ids, [signal.SIGCONT])
+    def release(self, targets):
+        self._signal(targets, [signal.SIGCONT])
 
-    def remove(self, batch_ids):
+    def remove(self, targets):
         # A held job must be continued to act on SIGTERM.
-        self._signal(batch_ids, [signal.SIGTERM, signal.SIGCONT], mark=".remove")
+        self._signal(targets, [signal.SIGTERM, signal.SIGCONT], mark=".remove")

@@ -48,13 +48,13 @@ def test_jobs_go_idle_running_completed_with_exit_codes_and_output():
 def test_hold_release_and_remove():
     cid = submit(1, "sleep", "30", delay="0")
     wait_for(lambda: states(cid) == ["running"], what="running")
-    backend.hold([cid])
+    backend.hold([Target(1, cid)])
     wait_for(lambda: states(cid) == ["held"], what="held")
-    backend.release([cid])
+    backend.release([Target(1, cid)])
     wait_for(lambda: states(cid) == ["running"], what="released")
-    backend.hold([cid])
+    backend.hold([Target(1, cid)])
     wait_for(lambda: states(cid) == ["held"], what="held again")
-    backend.remove([cid])  # a held job must still die
+    backend.remove([Target(1, cid)])  # a held job must still die
     wait_for(lambda: states(cid) == ["removed"], what="removed")
 
 
@@ -69,5 +69,5 @@ def test_an_unknown_or_garbled_cluster_is_a_batch_error(settings):
 
 def test_a_job_removed_before_it_starts_is_removed_not_lost():
     cid = submit(2, "sleep", "30", delay="5")
-    backend.remove([cid])  # the supervisors may not even have their SIGTERM handler yet
+    backend.remove([Target(1, cid)])  # the supervisors may not even have their SIGTERM handler yet
     wait_for(lambda: states(cid) == ["removed", "removed"], what="removed")

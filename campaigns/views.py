@@ -29,7 +29,7 @@ def campaign_list(request):
 @login_required
 def campaign_detail(request, pk):
     campaign = get_campaign_for(request, pk)
-    stages = list(campaign.stages.select_related("job_type").order_by("name"))
+    stages = list(campaign.stages.select_related("job_type", "hold_by").order_by("name"))
     edges = StageDependency.objects.filter(downstream__campaign=campaign).values_list("upstream_id", "downstream_id")
     graph = {
         "nodes": [{"id": s.id, "name": s.name, "type": s.stage_type} for s in stages],

@@ -6,16 +6,18 @@ from pathlib import Path
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from campaigns.models import Stage, StageType
 from campaigns.services import config_of, snapshot_config
 from poms.permissions import allowed
 from submissions import services as ledger
-from submissions.models import ACTIVE_STATUSES, Status, Submission
+from submissions.models import Status, Submission
 
 from . import batch
 from .compose import ComposeError, compose
+from .models import HeldLaunch, LaunchHold
 from .runners import RunnerError, runner_for
 from .splits import SplitError, SplitsExhausted, split_type_for
 
@@ -24,6 +26,24 @@ log = logging.getLogger(__name__)
 
 class LaunchError(Exception):
     """A launch request that cannot proceed; the message is shown to the user."""
+
+
+class LaunchHeld(LaunchError):
+    """Launches are held: the request was queued as `held` instead of run (HTTP 423)."""
+
+    def __init__(self, held):
+        super().__init__(f"Launches are held ({held.reason}); your launch of {held.stage} was queued.")
+        self.held = held
+
+
+def hold_reason(stage):
+    """Why launches of `stage` are held right now, or "" when they may run."""
+    if stage.hold_by_id:
+        return f"stage {stage.name} held by {stage.hold_by.username}"
+    hold = LaunchHold.objects.filter(Q(experiment_id=stage.experiment_id) | Q(experiment=None)).first()
+    if hold is not None:
+        return f"launches in {hold.experiment or 'all experiments'} held by {hold.held_by.username}"
+    return ""
 
 
 def _require(actor, obj, need):
@@ -55,45 +75,66 @@ def dry_run(stage, *, actor, dataset=None, test=False, overrides=()):
 
 
 def launch_stage(stage, *, actor, dataset=None, parent=None, overrides=(), test=False):
-    """Record a launch of `stage` and hand it to a worker. Returns the New submission."""
+    """Record a launch of `stage` and hand it to a worker. Returns the New submission.
+
+    While launches are held the request is queued as a HeldLaunch and LaunchHeld is raised.
+    The hold is checked under the stage's row lock, which releasing takes too, so a launch
+    cannot slip into the queue after the queue was drained.
+    """
     _require(actor, stage, "act")
     test = test or stage.campaign.is_test or bool(parent and parent.test)
+    overrides = [list(p) for p in overrides]
     with transaction.atomic():
         stage = (
-            Stage.objects.select_for_update()
-            .select_related("campaign", "job_type", "login_setup", "experiment")
+            Stage.objects.select_for_update(of=("self",))
+            .select_related("campaign", "job_type", "login_setup", "experiment", "hold_by")
             .get(pk=stage.pk)
         )
-        chosen, cursor = _pick_dataset(stage, test, dataset)
-        snapshot = snapshot_config(stage)
-        try:  # fail now, not in the worker, if the command cannot be composed
-            compose(snapshot.content, dataset=chosen, test=test, overrides=overrides, launcher=actor.user.username)
-        except ComposeError as exc:
-            raise LaunchError(f"The launch command cannot be composed: {exc}") from exc
-        if cursor != stage.split_cursor:
-            Stage.objects.filter(pk=stage.pk).update(split_cursor=cursor)
-        params = {"dataset": chosen, "overrides": [list(p) for p in overrides]}
-        if test:
-            params["test"] = 1
-        if parent is not None:
-            params["parent"] = parent.pk
-        sub = ledger.create_submission(
-            stage=stage,
-            launcher=actor.user,
-            role=stage.creator_role,
-            params=params,
-            test=test,
-            snapshot=snapshot,
-            batch_system=stage.job_type.batch_system,
-            parent=parent,
-        )
-        if stage.stage_type == StageType.APPROVAL:
-            ledger.set_status(sub.pk, Status.AWAITING_APPROVAL, cause="approval stage: nothing runs")
+        reason = hold_reason(stage)
+        if reason:
+            held = HeldLaunch.objects.create(
+                stage=stage, launcher=actor.user, launcher_role=actor.role, dataset=dataset, parent=parent,
+                overrides=overrides, test=test, reason=reason,
+            )  # fmt: skip
         else:
-            from .tasks import launch_submission  # tasks import services; import here to avoid a cycle
-
-            launch_submission.delay_on_commit(sub.pk)
+            sub = _record_launch(stage, actor, dataset, parent, overrides, test)
+    if reason:
+        log.info("launch of stage=%s queued (%s) by=%s", stage.pk, reason, actor.user.username)
+        raise LaunchHeld(held)
     log.info("launch requested stage=%s submission=%s by=%s", stage.pk, sub.pk, actor.user.username)
+    return sub
+
+
+def _record_launch(stage, actor, dataset, parent, overrides, test):
+    chosen, cursor = _pick_dataset(stage, test, dataset)
+    snapshot = snapshot_config(stage)
+    try:  # fail now, not in the worker, if the command cannot be composed
+        compose(snapshot.content, dataset=chosen, test=test, overrides=overrides, launcher=actor.user.username)
+    except ComposeError as exc:
+        raise LaunchError(f"The launch command cannot be composed: {exc}") from exc
+    if cursor != stage.split_cursor:
+        Stage.objects.filter(pk=stage.pk).update(split_cursor=cursor)
+    params = {"dataset": chosen, "overrides": overrides}
+    if test:
+        params["test"] = 1
+    if parent is not None:
+        params["parent"] = parent.pk
+    sub = ledger.create_submission(
+        stage=stage,
+        launcher=actor.user,
+        role=stage.creator_role,
+        params=params,
+        test=test,
+        snapshot=snapshot,
+        batch_system=stage.job_type.batch_system,
+        parent=parent,
+    )
+    if stage.stage_type == StageType.APPROVAL:
+        ledger.set_status(sub.pk, Status.AWAITING_APPROVAL, cause="approval stage: nothing runs")
+    else:
+        from .tasks import launch_submission  # tasks import services; import here to avoid a cycle
+
+        launch_submission.delay_on_commit(sub.pk)
     return sub
 
 
@@ -187,29 +228,6 @@ def mark_failed_launches():
     stale = Submission.objects.filter(status=Status.NEW, batch_id="", created__lt=cutoff).values_list("id", flat=True)
     for sid in stale:
         ledger.set_status(sid, Status.LAUNCH_FAILED, cause="no job id reported within the launch timeout")
-
-
-CONTROL_ACTIONS = {"hold": "hold", "release": "release", "kill": "remove"}
-
-
-def control_submission(sub, action, *, actor):
-    """Hold, release or kill a submission's jobs on its batch system."""
-    _require(actor, sub, "act")
-    if action not in CONTROL_ACTIONS:
-        raise LaunchError(f"unknown action {action!r}")
-    if action == "kill" and not sub.batch_id:
-        ledger.set_status(sub.pk, Status.REMOVED, by=actor.user, cause="killed before any job existed")
-        return
-    if sub.status not in ACTIVE_STATUSES:
-        raise LaunchError(f"Submission {sub.pk} is {sub.get_status_display()}; there is nothing to {action}.")
-    backend = batch.get_backend(sub.batch_system)
-    try:
-        getattr(backend, CONTROL_ACTIONS[action])([batch.Target(sub.pk, sub.batch_id)])
-    except batch.BatchError as exc:
-        raise LaunchError(f"The batch system refused to {action}: {exc}") from exc
-    if action == "kill":
-        ledger.set_status(sub.pk, Status.REMOVED, by=actor.user, cause=f"killed by {actor.user.username}")
-    poll_batch_systems(submission_ids=[sub.pk])
 
 
 def relaunch(sub, *, actor):

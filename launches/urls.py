@@ -6,5 +6,12 @@ app_name = "launches"
 urlpatterns = [
     path("stages/<int:pk>/launch/", views.launch, name="launch"),
     path("stages/<int:pk>/dry-run/", views.dry_run, name="dry_run"),
-    path("submissions/<int:pk>/<str:action>/", views.submission_action, name="action"),
+    path("campaigns/<int:pk>/launch/", views.launch_campaign, name="launch_campaign"),
+    path("campaigns/<int:pk>/stage-holds/", views.stage_holds, name="stage_holds"),
+    path("control/<str:scope>/<int:pk>/<str:action>/", views.scope_action, name="control"),
+    path("submissions/<int:pk>/relaunch/", views.relaunch, name="relaunch"),
+    path("submissions/<int:pk>/approval/<str:decision>/", views.approval, name="approval"),
+    path("launches/held/", views.held_launches, name="held"),
+    path("launches/held/<int:pk>/delete/", views.delete_held_launch, name="delete_held"),
+    path("launches/switch/<str:mode>/", views.switch_launches, name="switch"),
 ]

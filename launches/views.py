@@ -1,24 +1,48 @@
-"""Views that act: launch, dry run, hold / release / kill / relaunch (DESIGN §3)."""
+"""Views that act: launch, dry run, hold / release / kill / cancel, approvals, launch holds."""
 
+from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpResponseBadRequest
-from django.shortcuts import redirect, render
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponseBadRequest
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
-from campaigns.access import get_stage_for
+from campaigns.access import get_campaign_for, get_stage_for
+from poms.header import acting
 from poms.permissions import request_actor
 from submissions.access import get_submission_for
 
-from . import services
+from . import control, services
 from .forms import LaunchForm
+from .models import HeldLaunch, LaunchHold
 
-CONFIRM = {
-    "hold": ("Hold", "Hold every job of this submission? Running jobs are suspended until released.", False),
-    "release": ("Release", "Release the held jobs of this submission?", False),
-    "kill": ("Kill", "Kill every job of this submission? It becomes Removed; this cannot be undone.", True),
+QUESTIONS = {
+    "hold": ("Hold", "Hold every job? Running jobs are suspended until released.", False),
+    "release": ("Release", "Release every held job?", False),
+    "kill": ("Kill", "Kill every job? The submissions become Removed; this cannot be undone.", True),
+    "cancel": ("Cancel", "Cancel every job? The submissions become Cancelled; this cannot be undone.", True),
     "relaunch": ("Relaunch", "Launch this stage again on the same dataset?", False),
 }
+SCOPES = {
+    "submission": (get_submission_for, "submissions:detail"),
+    "stage": (get_stage_for, "campaigns:stage"),
+    "campaign": (get_campaign_for, "campaigns:detail"),
+}
+
+
+def _launched(request, back, call):
+    """Run a launch call; a held launch answers 423 with a page that says so."""
+    try:
+        sub = call()
+    except services.LaunchHeld as held:
+        return render(request, "launches/held.html", {"held": held.held}, status=423)
+    except services.LaunchError as exc:
+        messages.error(request, str(exc))
+        return redirect(back)
+    messages.success(request, f"Submission {sub.pk} created{' (test)' if sub.test else ''}; launching now.")
+    return redirect("campaigns:stage", pk=sub.stage_id)
 
 
 @login_required
@@ -28,16 +52,26 @@ def launch(request, pk):
     form = LaunchForm(request.POST)
     if not form.is_valid():
         return HttpResponseBadRequest("bad launch request")
-    try:
-        sub = services.launch_stage(
-            stage, actor=request_actor(request, stage.experiment), dataset=form.dataset_override(),
-            test=form.cleaned_data["test"],
-        )  # fmt: skip
-    except services.LaunchError as exc:
-        messages.error(request, str(exc))
-        return redirect("campaigns:stage", pk=stage.pk)
-    messages.success(request, f"Submission {sub.pk} created{' (test)' if sub.test else ''}; launching now.")
-    return redirect("campaigns:stage", pk=stage.pk)
+    actor = request_actor(request, stage.experiment)
+    return _launched(
+        request,
+        reverse("campaigns:stage", args=[stage.pk]),
+        lambda: services.launch_stage(
+            stage, actor=actor, dataset=form.dataset_override(), test=form.cleaned_data["test"]
+        ),
+    )
+
+
+@login_required
+@require_POST
+def launch_campaign(request, pk):
+    campaign = get_campaign_for(request, pk, need="act")
+    form = LaunchForm(request.POST)
+    form.is_valid()
+    actor = request_actor(request, campaign.experiment)
+    test = form.cleaned_data.get("test", False)
+    back = reverse("campaigns:detail", args=[campaign.pk])
+    return _launched(request, back, lambda: control.launch_campaign(campaign, actor=actor, test=test))
 
 
 @login_required
@@ -57,22 +91,117 @@ def dry_run(request, pk):
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def submission_action(request, pk, action):
-    if action not in CONFIRM:
-        return HttpResponseBadRequest("unknown action")
+def scope_action(request, scope, pk, action):
+    """Hold / release / kill / cancel at submission, stage or campaign scope; GET confirms."""
+    if scope not in SCOPES or action not in control.ACTIONS:
+        raise Http404
+    getter, back = SCOPES[scope]
+    obj = getter(request, pk, need="act")
+    affected = control.affected(scope, obj)
+    if request.method == "GET":
+        label, question, destructive = QUESTIONS[action]
+        context = {"obj": obj, "scope": scope, "label": label, "question": question, "destructive": destructive}
+        return render(request, "launches/confirm.html", context | {"affected": list(affected[:500])})
+    try:
+        n = control.control(affected, action, actor=request_actor(request, obj.experiment))
+        messages.success(request, f"{QUESTIONS[action][0]} sent to {n} submission{'s' if n != 1 else ''}.")
+    except services.LaunchError as exc:
+        messages.error(request, str(exc))
+    return redirect(back, pk=obj.pk)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def relaunch(request, pk):
     sub = get_submission_for(request, pk, need="act")
     if request.method == "GET":
-        label, question, destructive = CONFIRM[action]
-        context = {"sub": sub, "action": action, "label": label, "question": question, "destructive": destructive}
+        label, question, _ = QUESTIONS["relaunch"]
+        context = {"obj": sub, "scope": "submission", "label": label, "question": question, "affected": [sub]}
         return render(request, "launches/confirm.html", context)
     actor = request_actor(request, sub.experiment)
+    back = reverse("submissions:detail", args=[sub.pk])
+    return _launched(request, back, lambda: services.relaunch(sub, actor=actor))
+
+
+@login_required
+@require_POST
+def approval(request, pk, decision):
+    sub = get_submission_for(request, pk, need="act")
+    if decision not in ("approve", "reject"):
+        raise Http404
     try:
-        if action == "relaunch":
-            new = services.relaunch(sub, actor=actor)
-            messages.success(request, f"Relaunched as submission {new.pk}.")
-            return redirect("submissions:detail", pk=new.pk)
-        services.control_submission(sub, action, actor=actor)
-        messages.success(request, f"{CONFIRM[action][0]} sent for submission {sub.pk}.")
+        control.decide_approval(sub, decision == "approve", actor=request_actor(request, sub.experiment))
+        messages.success(request, f"Submission {sub.pk} {decision}d.")
     except services.LaunchError as exc:
         messages.error(request, str(exc))
     return redirect("submissions:detail", pk=sub.pk)
+
+
+class StageHoldForm(forms.Form):
+    mode = forms.ChoiceField(choices=[("hold", "Hold"), ("queue", "Queue"), ("release", "Release")])
+    stages = forms.TypedMultipleChoiceField(coerce=int, choices=())
+
+    def __init__(self, *args, campaign, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["stages"].choices = [(s.pk, s.name) for s in campaign.stages.all()]
+
+
+@login_required
+@require_POST
+def stage_holds(request, pk):
+    """Bulk Hold / Queue / Release on the campaign's stages table."""
+    campaign = get_campaign_for(request, pk)
+    form = StageHoldForm(request.POST, campaign=campaign)
+    if not form.is_valid():
+        messages.error(request, "Pick at least one stage and Hold, Queue or Release.")
+        return redirect("campaigns:detail", pk=campaign.pk)
+    stages = [get_stage_for(request, sid, need="act") for sid in form.cleaned_data["stages"]]
+    mode = form.cleaned_data["mode"]
+    try:
+        launched = control.set_stage_hold(stages, mode, actor=request_actor(request, campaign.experiment))
+    except services.LaunchError as exc:
+        messages.error(request, str(exc))
+        return redirect("campaigns:detail", pk=campaign.pk)
+    done = {"hold": "held (launches queued, jobs held)", "queue": "queuing launches", "release": "released"}[mode]
+    extra = f"; {len(launched)} queued launch(es) started" if launched else ""
+    messages.success(request, f"{', '.join(s.name for s in stages)}: {done}{extra}.")
+    return redirect("campaigns:detail", pk=campaign.pk)
+
+
+@login_required
+def held_launches(request):
+    actor = acting(request)
+    if actor.role is None:
+        raise PermissionDenied("Pick an experiment you are a member of.")
+    context = {
+        "queued": list(control.visible_held_launches(actor, actor.experiment)[:500]),
+        "hold": LaunchHold.objects.filter(experiment=actor.experiment).select_related("held_by").first(),
+        "can_switch": actor.is_root or actor.role == "superuser",
+        "actor": actor,
+    }
+    return render(request, "launches/held_launches.html", context)
+
+
+@login_required
+@require_POST
+def delete_held_launch(request, pk):
+    held = get_object_or_404(HeldLaunch.objects.select_related("stage", "stage__experiment"), pk=pk)
+    control.delete_held_launch(held, actor=request_actor(request, held.stage.experiment))
+    messages.success(request, f"Queued launch of {held.stage} deleted.")
+    return redirect("launches:held")
+
+
+@login_required
+@require_POST
+def switch_launches(request, mode):
+    """The experiment-wide "launches held" switch (superusers)."""
+    actor = acting(request)
+    if mode == "hold":
+        control.hold_launches(actor.experiment, actor=actor)
+        messages.success(request, f"All launches in {actor.experiment} are now queued.")
+    elif mode == "release":
+        launched = control.release_launches(actor.experiment, actor=actor)
+        messages.success(request, f"Launches allowed again; {len(launched)} queued launch(es) started.")
+    else:
+        raise Http404
+    return redirect("launches:held")

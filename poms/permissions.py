@@ -49,6 +49,16 @@ def actor_for(user, experiment=None):
     return Actor(user, experiment, role, membership.role)
 
 
+def actor_as(user, experiment, role):
+    """The actor `user` was when they asked for something earlier (e.g. a queued launch),
+    capped by the membership they hold now."""
+    now = actor_for(user, experiment)
+    if now.role is None or now.is_root:
+        return now
+    capped = ROLE_ORDER[min(role_rank(role), role_rank(now.membership_role))]
+    return Actor(user, experiment, capped, now.membership_role)
+
+
 def request_actor(request, experiment):
     """Actor for a request acting on an object of `experiment` (cached per request)."""
     cache = request.__dict__.setdefault("_poms_actors", {})

@@ -3,7 +3,7 @@
 import pytest
 from django.core.exceptions import PermissionDenied
 
-from launches import services
+from launches import control, services
 from launches.batch import Target, get_backend
 from launches.tasks import launch_submission
 from poms.permissions import actor_for
@@ -138,7 +138,7 @@ def test_kill_removes_the_jobs_and_the_submission(world):
     assert jt.definition_parameters[0] == ["-N ", "2"]
     services.run_launch(sub.pk)
     sub.refresh_from_db()
-    services.control_submission(sub, "kill", actor=actor(world, "production-shifter"))
+    control.control(control.affected("submission", sub), "kill", actor=actor(world, "production-shifter"))
     sub.refresh_from_db()
     assert sub.status == Status.REMOVED
     assert sub.history.last().user == world.users["production-shifter"]

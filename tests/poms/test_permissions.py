@@ -3,6 +3,8 @@
 import pytest
 from django.urls import reverse
 
+from campaigns.models import Stage
+from launches.models import LaunchHold
 from poms.models import Role
 from poms.permissions import Actor, allowed
 from tests.factories import SubmissionFactory, UserFactory
@@ -22,7 +24,14 @@ MATRIX = {
     "launch analysis stage": [302, 403, 403, 302, 403, 302],
     "confirm kill production submission": [403, 200, 200, 200, 403, 302],
     "kill production submission": [403, 302, 302, 302, 403, 302],
+    "kill production stage": [403, 302, 302, 302, 403, 302],
+    "hold production campaign": [403, 302, 302, 302, 403, 302],
     "relaunch production submission": [403, 302, 302, 302, 403, 302],
+    "launch production campaign": [403, 302, 302, 302, 403, 302],
+    "queue production stage": [403, 302, 302, 302, 403, 302],
+    "approve production submission": [403, 302, 302, 302, 403, 302],
+    "queued launches page": [200, 200, 200, 200, 403, 302],
+    "hold all launches": [403, 403, 403, 302, 403, 302],
 }
 
 
@@ -36,9 +45,20 @@ def request_for(world, action, sub):
         "dry run production stage": ("get", reverse("launches:dry_run", args=[prod.pk])),
         "launch production stage": ("post", reverse("launches:launch", args=[prod.pk])),
         "launch analysis stage": ("post", reverse("launches:launch", args=[ana.pk])),
-        "confirm kill production submission": ("get", reverse("launches:action", args=[sub.pk, "kill"])),
-        "kill production submission": ("post", reverse("launches:action", args=[sub.pk, "kill"])),
-        "relaunch production submission": ("post", reverse("launches:action", args=[sub.pk, "relaunch"])),
+        "confirm kill production submission": ("get", reverse("launches:control", args=["submission", sub.pk, "kill"])),
+        "kill production submission": ("post", reverse("launches:control", args=["submission", sub.pk, "kill"])),
+        "kill production stage": ("post", reverse("launches:control", args=["stage", prod.pk, "kill"])),
+        "hold production campaign": ("post", reverse("launches:control", args=["campaign", prod.campaign_id, "hold"])),
+        "relaunch production submission": ("post", reverse("launches:relaunch", args=[sub.pk])),
+        "launch production campaign": ("post", reverse("launches:launch_campaign", args=[prod.campaign_id])),
+        "queue production stage": (
+            "post",
+            reverse("launches:stage_holds", args=[prod.campaign_id]),
+            {"mode": "queue", "stages": [prod.pk]},
+        ),
+        "approve production submission": ("post", reverse("launches:approval", args=[sub.pk, "approve"])),
+        "queued launches page": ("get", reverse("launches:held")),
+        "hold all launches": ("post", reverse("launches:switch", args=["hold"])),
     }[action]
 
 
@@ -46,14 +66,17 @@ def request_for(world, action, sub):
 def test_permission_matrix(world, action):
     for who, expected in zip(WHO, MATRIX[action], strict=True):
         sub = SubmissionFactory(stage=world.production_stage)  # fresh: a kill is final
-        method, url = request_for(world, action, sub)
-        response = getattr(world.client(who), method)(url)
+        method, url, *data = request_for(world, action, sub)
+        response = getattr(world.client(who), method)(url, *data)
         assert response.status_code == expected, f"{action} as {who}: {response.status_code} != {expected}"
         if who == "anonymous":
             assert response["Location"].startswith(reverse("login"))
         elif expected == 302 and action.startswith("kill"):
             sub.refresh_from_db()
             assert sub.get_status_display() == "Removed"
+        world.production_stage.refresh_from_db()
+        Stage.objects.filter(pk=world.production_stage.pk).update(hold_by=None)  # undo a queue
+        LaunchHold.objects.all().delete()
 
 
 def test_a_refusal_says_why(world):

@@ -44,7 +44,7 @@ def test_show_command_displays_the_script_and_creates_nothing(world):
 
 def test_destructive_actions_ask_first(world):
     sub = SubmissionFactory(stage=world.production_stage)
-    page = world.client("production").get(reverse("launches:action", args=[sub.pk, "kill"]))
+    page = world.client("production").get(reverse("launches:control", args=["submission", sub.pk, "kill"]))
     assert b"cannot be undone" in page.content and b'method="post"' in page.content
     sub.refresh_from_db()
     assert sub.get_status_display() == "New"

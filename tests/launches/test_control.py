@@ -1,0 +1,154 @@
+"""Holds and the launch queue, approvals, campaign launch, and control at three scopes."""
+
+import pytest
+from django.core.exceptions import PermissionDenied
+from django.urls import reverse
+
+from campaigns.models import StageDependency, StageType
+from launches import control, services
+from launches.models import HeldLaunch
+from poms.permissions import actor_for
+from submissions.models import Status, Submission
+from tests.factories import StageFactory
+
+from .helpers import wait_for
+
+pytestmark = pytest.mark.django_db
+
+
+def actor(world, who="production"):
+    return actor_for(world.users[who], world.experiment)
+
+
+def test_a_queued_stage_queues_launches_and_release_runs_them_oldest_first_as_the_launcher(world):
+    stage = world.production_stage
+    control.set_stage_hold([stage], "queue", actor=actor(world))
+    with pytest.raises(services.LaunchHeld):
+        services.launch_stage(stage, actor=actor(world, "production-shifter"), dataset="first")
+    with pytest.raises(services.LaunchHeld):
+        services.launch_stage(stage, actor=actor(world), dataset="second", test=True)
+    assert not Submission.objects.exists()
+    assert list(HeldLaunch.objects.values_list("dataset", flat=True)) == ["first", "second"]
+
+    launched = control.set_stage_hold([stage], "release", actor=actor(world))
+    assert [(s.dataset, s.launcher.username, s.test) for s in launched] == [
+        ("first", "production_shifter", False),
+        ("second", "production", True),
+    ]
+    assert not HeldLaunch.objects.exists()
+    stage.refresh_from_db()
+    assert not stage.is_held
+
+
+def test_the_experiment_switch_holds_everything_until_released(world):
+    boss = actor(world, "superuser")
+    with pytest.raises(PermissionDenied):
+        control.hold_launches(world.experiment, actor=actor(world))
+    control.hold_launches(world.experiment, actor=boss)
+    with pytest.raises(services.LaunchHeld, match="launches in nova held by superuser"):
+        services.launch_stage(world.analysis_stage, actor=actor(world, "analysis"))
+    # a stage hold still applies after the switch is released: that launch stays queued
+    control.set_stage_hold([world.production_stage], "queue", actor=actor(world))
+    with pytest.raises(services.LaunchHeld):
+        services.launch_stage(world.production_stage, actor=actor(world))
+    launched = control.release_launches(world.experiment, actor=boss)
+    assert [s.stage for s in launched] == [world.analysis_stage]
+    assert list(HeldLaunch.objects.values_list("stage", flat=True)) == [world.production_stage.pk]
+
+
+def test_a_held_launch_answers_423_with_a_page_saying_so(world):
+    control.set_stage_hold([world.production_stage], "queue", actor=actor(world))
+    response = world.client("production").post(reverse("launches:launch", args=[world.production_stage.pk]))
+    assert response.status_code == 423
+    assert b"Launch held" in response.content and b"was queued" in response.content
+
+
+def test_each_role_sees_its_part_of_the_queue_and_owners_delete_theirs(world):
+    control.hold_launches(world.experiment, actor=actor(world, "superuser"))
+    for who, stage in [("analysis", world.analysis_stage), ("production", world.production_stage)]:
+        with pytest.raises(services.LaunchHeld):
+            services.launch_stage(stage, actor=actor(world, who))
+    seen = {
+        who: {h.launcher.username for h in control.visible_held_launches(actor(world, who), world.experiment)}
+        for who in ("analysis", "production-shifter", "production", "superuser")
+    }
+    assert seen == {
+        "analysis": {"analysis"},
+        "production-shifter": {"production"},
+        "production": {"production"},
+        "superuser": {"analysis", "production"},
+    }
+    mine = HeldLaunch.objects.get(launcher=world.users["analysis"])
+    with pytest.raises(PermissionDenied):
+        control.delete_held_launch(mine, actor=actor(world, "production"))
+    control.delete_held_launch(mine, actor=actor(world, "analysis"))
+    assert HeldLaunch.objects.count() == 1
+
+
+def test_an_approval_stage_runs_nothing_and_waits_for_a_decision(world):
+    stage = world.production_stage
+    stage.stage_type = StageType.APPROVAL
+    stage.save()
+    sub = services.launch_stage(stage, actor=actor(world))
+    sub.refresh_from_db()
+    assert sub.status == Status.AWAITING_APPROVAL and not sub.command
+    with pytest.raises(PermissionDenied):
+        control.decide_approval(sub, True, actor=actor(world, "analysis"))
+    control.decide_approval(sub, True, actor=actor(world, "production-shifter"))
+    sub.refresh_from_db()
+    assert sub.status == Status.COMPLETED
+    with pytest.raises(services.LaunchError, match="not awaiting approval"):
+        control.decide_approval(sub, False, actor=actor(world))
+    rejected = services.launch_stage(stage, actor=actor(world))
+    control.decide_approval(rejected, False, actor=actor(world))
+    rejected.refresh_from_db()
+    assert rejected.status == Status.REMOVED
+
+
+def test_campaign_launch_picks_the_unique_leading_stage(world):
+    stage = world.production_stage
+    other = StageFactory(
+        experiment=world.experiment, campaign=stage.campaign, creator=stage.creator, name="sim",
+        job_type=stage.job_type, login_setup=stage.login_setup,
+    )  # fmt: skip
+    with pytest.raises(services.LaunchError, match=r"2 candidates \(gen, sim\)"):
+        control.launch_campaign(stage.campaign, actor=actor(world))
+    StageDependency.objects.create(upstream=stage, downstream=other)
+    assert control.launch_campaign(stage.campaign, actor=actor(world)).stage == stage
+
+
+def test_kill_and_hold_reach_every_active_submission_of_a_stage_or_campaign(world):
+    stage = world.production_stage
+    jt = stage.job_type
+    jt.definition_parameters = [["-N ", "1"], ["--queue-delay ", "0"], ["-- ", "sleep"], ["", "30"]]
+    jt.save()
+    subs = [services.launch_stage(stage, actor=actor(world)) for _ in range(2)]
+    for sub in subs:
+        services.run_launch(sub.pk)
+    services.launch_stage(world.analysis_stage, actor=actor(world, "analysis"))  # other stage: untouched
+
+    def all_in(status):
+        # Signals land asynchronously; poll as beat would until the kernel shows the new state.
+        services.poll_batch_systems()
+        return set(Submission.objects.filter(stage=stage).values_list("status", flat=True)) == {status}
+
+    wait_for(lambda: all_in(Status.RUNNING), what="running")
+    assert control.affected("campaign", stage.campaign).count() == 2
+    control.control(control.affected("stage", stage), "hold", actor=actor(world))
+    wait_for(lambda: all_in(Status.HELD), what="held")
+    control.control(control.affected("campaign", stage.campaign), "release", actor=actor(world))
+    wait_for(lambda: all_in(Status.RUNNING), what="released")
+    control.control(control.affected("stage", stage), "kill", actor=actor(world, "production-shifter"))
+    assert set(Submission.objects.filter(stage=stage).values_list("status", flat=True)) == {Status.REMOVED}
+    assert Submission.objects.get(stage=world.analysis_stage).status == Status.NEW
+
+
+def test_the_confirmation_page_lists_what_will_be_affected(world):
+    subs = [services.launch_stage(world.production_stage, actor=actor(world)) for _ in range(3)]
+    page = world.client("production").get(
+        reverse("launches:control", args=["stage", world.production_stage.pk, "kill"])
+    )
+    assert b"This reaches <b>3</b> submissions" in page.content
+    for sub in subs:
+        assert f"<td>{sub.pk}</td>".encode() in page.content
+    assert set(Submission.objects.values_list("status", flat=True)) == {Status.NEW}

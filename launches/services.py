@@ -12,6 +12,7 @@ from django.utils import timezone
 from campaigns.models import Stage, StageType
 from campaigns.services import config_of, snapshot_config
 from poms.permissions import allowed
+from poms.tokens import PREFIX_SUBMISSION, digest, new_token
 from submissions import services as ledger
 from submissions.models import Status, Submission
 
@@ -46,7 +47,7 @@ def hold_reason(stage):
     return ""
 
 
-def _require(actor, obj, need):
+def require(actor, obj, need):
     if not allowed(actor, need, creator_id=obj.creator_id, creator_role=obj.creator_role):
         raise PermissionDenied(f"Your acting role ({actor.role}) may not {need} on {obj}.")
 
@@ -64,7 +65,7 @@ def _pick_dataset(stage, test, dataset):
 
 def dry_run(stage, *, actor, dataset=None, test=False, overrides=()):
     """Exactly what a launch would run, creating nothing (the split cursor does not move)."""
-    _require(actor, stage, "act")
+    require(actor, stage, "act")
     test = test or stage.campaign.is_test
     if dataset is None:
         dataset, _ = _pick_dataset(stage, test, None)
@@ -81,7 +82,7 @@ def launch_stage(stage, *, actor, dataset=None, parent=None, overrides=(), test=
     The hold is checked under the stage's row lock, which releasing takes too, so a launch
     cannot slip into the queue after the queue was drained.
     """
-    _require(actor, stage, "act")
+    require(actor, stage, "act")
     test = test or stage.campaign.is_test or bool(parent and parent.test)
     overrides = [list(p) for p in overrides]
     with transaction.atomic():
@@ -178,27 +179,58 @@ def run_launch(submission_id):
         ledger.save_launch_record(sub.pk, launch_log=str(log_path), launch_finished=timezone.now())
         ledger.set_status(sub.pk, Status.LAUNCH_FAILED, cause=str(exc)[:200])
         return False
+    token = new_token(PREFIX_SUBMISSION)
     ledger.save_launch_record(
-        sub.pk, command=plan.command, environment=plan.environment, runner_target=plan.target, launch_log=str(log_path)
+        sub.pk,
+        command=plan.command,
+        environment=plan.environment,
+        runner_target=plan.target,
+        launch_log=str(log_path),
+        callback_digest=digest(token),
     )
     with open(log_path, "a") as header:
         header.write(f"== POMS launch of submission {sub.pk} on {plan.target} at {now.isoformat()} ==\n")
-    result = run(plan, log_path=log_path, timeout=settings.POMS_LAUNCH_RUN_TIMEOUT)
-    output = log_path.read_text(errors="replace")
-    backend = batch.get_backend(sub.batch_system)
-    batch_id = backend.parse_batch_id(output)
-    with open(log_path, "a") as footer:
-        footer.write(f"== exit code {result.returncode}{' (timed out, killed)' if result.timed_out else ''} ==\n")
-    ledger.save_launch_record(
-        sub.pk, launch_finished=timezone.now(), launch_exit_code=result.returncode, batch_id=batch_id or ""
+    result = run(
+        plan,
+        log_path=log_path,
+        timeout=settings.POMS_LAUNCH_RUN_TIMEOUT,
+        should_stop=lambda: Submission.objects.filter(pk=sub.pk, abort_requested=True).exists(),
+        secrets={"POMS_SUBMISSION_TOKEN": token},
     )
-    if result.timed_out or result.returncode != 0 or not batch_id:
+    return _finish_launch(sub, result, log_path)
+
+
+def _finish_launch(sub, result, log_path):
+    """Record how the launch process ended; LaunchFailed unless it exited 0 with a job id."""
+    batch_id = batch.get_backend(sub.batch_system).parse_batch_id(log_path.read_text(errors="replace"))
+    ending = " (timed out, killed)" if result.timed_out else " (aborted)" if result.stopped else ""
+    with open(log_path, "a") as footer:
+        footer.write(f"== exit code {result.returncode}{ending} ==\n")
+    record = {"launch_finished": timezone.now(), "launch_exit_code": result.returncode}
+    if batch_id:
+        record["batch_id"] = batch_id
+    ledger.save_launch_record(sub.pk, **record)
+    # A wrapper may have reported the job id through the callback API instead of printing it.
+    batch_id = batch_id or Submission.objects.values_list("batch_id", flat=True).get(pk=sub.pk)
+    if result.timed_out or result.stopped or result.returncode != 0 or not batch_id:
         why = (
-            "timed out" if result.timed_out else f"exit code {result.returncode}" if result.returncode else "no job id"
-        )
+            "timed out" if result.timed_out
+            else "aborted" if result.stopped
+            else f"exit code {result.returncode}" if result.returncode
+            else "no job id"
+        )  # fmt: skip
         ledger.set_status(sub.pk, Status.LAUNCH_FAILED, cause=f"launch failed: {why}")
         return False
     return True
+
+
+def abort_launch(sub, *, actor):
+    """Kill a launch that is still running (POMS abort_launch): the worker running it sees the
+    request within a second and kills the launch's whole process group."""
+    require(actor, sub, "act")
+    if sub.launch_started is None or sub.launch_finished is not None:
+        raise LaunchError(f"Submission {sub.pk} has no launch running.")
+    Submission.objects.filter(pk=sub.pk).update(abort_requested=True)
 
 
 def poll_batch_systems(names=None, submission_ids=None):

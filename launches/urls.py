@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import api, views
 
 app_name = "launches"
 urlpatterns = [
@@ -14,4 +14,7 @@ urlpatterns = [
     path("launches/held/", views.held_launches, name="held"),
     path("launches/held/<int:pk>/delete/", views.delete_held_launch, name="delete_held"),
     path("launches/switch/<str:mode>/", views.switch_launches, name="switch"),
+    path("submissions/<int:pk>/abort/", views.abort_launch, name="abort"),
+    path("api/update_submission", api.update_submission, name="api_update_submission"),
+    path("api/get_submission_id_for", api.get_submission_id_for, name="api_get_submission_id_for"),
 ]

@@ -205,3 +205,15 @@ def switch_launches(request, mode):
     else:
         raise Http404
     return redirect("launches:held")
+
+
+@login_required
+@require_POST
+def abort_launch(request, pk):
+    sub = get_submission_for(request, pk, need="act")
+    try:
+        services.abort_launch(sub, actor=request_actor(request, sub.experiment))
+        messages.success(request, f"Abort requested: the launch of submission {sub.pk} is being killed.")
+    except services.LaunchError as exc:
+        messages.error(request, str(exc))
+    return redirect("submissions:detail", pk=sub.pk)

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import Experiment, Membership, Preference
+from .models import ApiToken, Experiment, Membership, Preference
 
 
 @admin.register(Experiment)
@@ -15,3 +15,9 @@ class MembershipAdmin(admin.ModelAdmin):
 
 
 admin.site.register(Preference)
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    list_display = ("user", "name", "created", "last_used")
+    readonly_fields = ("digest",)

@@ -1,12 +1,14 @@
 from django import forms
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.shortcuts import redirect
+from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from .header import pick
-from .models import Experiment, Membership, Role
+from .models import ApiToken, Experiment, Membership, Role
+from .tokens import create_api_token
 
 
 class PickForm(forms.Form):
@@ -32,3 +34,21 @@ def pick_context(request):
     target = form.cleaned_data["next"]
     safe = url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()})
     return redirect(target if target and safe else "submissions:dashboard")
+
+
+@login_required
+def api_tokens(request):
+    """Personal API tokens: create (shown once), list, revoke."""
+    created = None
+    if request.method == "POST":
+        if "revoke" in request.POST:
+            ApiToken.objects.filter(user=request.user, pk=request.POST.get("revoke")).delete()
+            messages.success(request, "Token revoked.")
+            return redirect("api_tokens")
+        name = request.POST.get("name", "").strip()[:100]
+        if not name:
+            messages.error(request, "Give the token a name, e.g. the machine or script that will use it.")
+            return redirect("api_tokens")
+        _, created = create_api_token(request.user, name)
+    tokens = ApiToken.objects.filter(user=request.user).order_by("-created")
+    return render(request, "poms/api_tokens.html", {"tokens": tokens, "created": created})

@@ -4,6 +4,7 @@ the whole process group (wrapper scripts leave grandchildren that `run()` alone 
 import os
 import signal
 import subprocess
+import time
 from dataclasses import dataclass
 
 GRACE_SECONDS = 5
@@ -15,6 +16,7 @@ class Result:
     stdout: str
     stderr: str
     timed_out: bool
+    stopped: bool = False
 
 
 def _kill_group(proc):
@@ -30,10 +32,11 @@ def _kill_group(proc):
             continue
 
 
-def run(argv, *, timeout, env=None, cwd=None, log_path=None, on_start=None):
+def run(argv, *, timeout, env=None, cwd=None, log_path=None, should_stop=None, check_every=1.0):
     """Run `argv`; output is captured, or appended to `log_path` (stdout and stderr merged).
 
-    `on_start(pid)` is called once the child exists (used to record it for Abort).
+    `should_stop()` is asked every `check_every` seconds; when it answers True the process
+    group is killed (Abort launch, decided in the database by whoever asks).
     """
     if isinstance(argv, str):
         raise TypeError("argv must be a list, never a shell string")
@@ -48,17 +51,22 @@ def run(argv, *, timeout, env=None, cwd=None, log_path=None, on_start=None):
             cwd=cwd,
             start_new_session=True,
         )
-        if on_start:
-            on_start(proc.pid)
-        try:
-            out, err = proc.communicate(timeout=timeout)
-            timed_out = False
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            out, err = proc.communicate()
-            timed_out = True
+        deadline = time.monotonic() + timeout
+        timed_out = stopped = False
+        while True:
+            step = min(check_every, max(deadline - time.monotonic(), 0)) if should_stop else deadline - time.monotonic()
+            try:
+                out, err = proc.communicate(timeout=max(step, 0.01))
+                break
+            except subprocess.TimeoutExpired:
+                timed_out = time.monotonic() >= deadline
+                stopped = not timed_out and should_stop is not None and should_stop()
+                if timed_out or stopped:
+                    _kill_group(proc)
+                    out, err = proc.communicate()
+                    break
     finally:
         if log:
             log.close()
     decode = lambda b: (b or b"").decode("utf-8", "replace")  # noqa: E731
-    return Result(proc.returncode, decode(out), decode(err), timed_out)
+    return Result(proc.returncode, decode(out), decode(err), timed_out, stopped)

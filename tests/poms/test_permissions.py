@@ -32,6 +32,7 @@ MATRIX = {
     "approve production submission": [403, 302, 302, 302, 403, 302],
     "queued launches page": [200, 200, 200, 200, 403, 302],
     "hold all launches": [403, 403, 403, 302, 403, 302],
+    "abort production submission": [403, 302, 302, 302, 403, 302],
 }
 
 
@@ -59,6 +60,7 @@ def request_for(world, action, sub):
         "approve production submission": ("post", reverse("launches:approval", args=[sub.pk, "approve"])),
         "queued launches page": ("get", reverse("launches:held")),
         "hold all launches": ("post", reverse("launches:switch", args=["hold"])),
+        "abort production submission": ("post", reverse("launches:abort", args=[sub.pk])),
     }[action]
 
 

@@ -1,0 +1,146 @@
+"""The callback API for launch wrappers and scripts, POMS-compatible (reference/poms.md §3.12–13).
+
+Authenticated only by a bearer token — the per-submission token a launch receives as
+POMS_SUBMISSION_TOKEN, or a personal API token — never by a session cookie, so these
+endpoints need no CSRF token and a GET from a foreign page can do nothing.
+"""
+
+import re
+
+from django import forms
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods
+
+from campaigns.models import Stage
+from poms.permissions import actor_for, allowed
+from poms.tokens import bearer, digest, user_for_token
+from submissions import services as ledger
+from submissions.models import Status, Submission
+
+from .services import require
+
+STATUS_BY_NAME = {s.label.lower().replace(" ", ""): s for s in Status}
+
+
+def _status(value):
+    """A status given by name (Running, "Awaiting Approval") or number (4000)."""
+    if value.isdigit() and int(value) in Status.values:
+        return Status(int(value))
+    found = STATUS_BY_NAME.get(value.lower().replace(" ", ""))
+    if found is None:
+        raise forms.ValidationError(f"unknown status {value!r}")
+    return found
+
+
+class UpdateForm(forms.Form):
+    submission_id = forms.IntegerField(min_value=1)
+    jobsub_job_id = forms.CharField(max_length=200, required=False)
+    status = forms.CharField(max_length=40, required=False)
+    project = forms.CharField(max_length=200, required=False)
+
+    def clean_status(self):
+        value = self.cleaned_data["status"].strip()
+        return _status(value) if value else None
+
+    def clean_jobsub_job_id(self):
+        # POMS stores <cluster>@<schedd>: the wrapper reports <cluster>.0@<schedd>.
+        return re.sub(r"\.0@", "@", self.cleaned_data["jobsub_job_id"].strip())
+
+
+def _text(message, status=200):
+    return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
+
+
+def _caller(request, sub=None):
+    """(user, submission the token is bound to) for the request's bearer token."""
+    token = bearer(request)
+    if not token:
+        return None, None
+    if sub is not None and sub.callback_digest and sub.callback_digest == digest(token):
+        return sub.launcher, sub
+    return user_for_token(token), None
+
+
+@csrf_exempt
+@require_http_methods(["GET", "POST"])
+def update_submission(request):
+    """Report a submission's job id, status or SAM project (POMS `update_submission`)."""
+    form = UpdateForm(request.POST if request.method == "POST" else request.GET)
+    if not form.is_valid():
+        return _text(f"Bad request: {form.errors.as_text()}", 400)
+    sub = get_object_or_404(Submission.objects.select_related("experiment"), pk=form.cleaned_data["submission_id"])
+    user, bound = _caller(request, sub)
+    if user is None:
+        return _text("Unauthorized: send Authorization: Bearer <token>", 401)
+    if bound is None and not allowed(
+        actor_for(user, sub.experiment), "act", creator_id=sub.creator_id, creator_role=sub.creator_role
+    ):
+        return _text(f"Forbidden: {user.username} may not update submission {sub.pk}", 403)
+    data = form.cleaned_data
+    with transaction.atomic():
+        locked = Submission.objects.select_for_update().get(pk=sub.pk)
+        fields = {}
+        if data["jobsub_job_id"] and data["jobsub_job_id"] != locked.batch_id:
+            fields["batch_id"] = data["jobsub_job_id"]
+        if data["project"]:
+            fields["params"] = {**locked.params, "project": data["project"]}
+        if fields:
+            ledger.save_launch_record(sub.pk, **fields)
+    if data["status"] is not None and data["status"] != Status.NEW:
+        ledger.set_status(sub.pk, data["status"], cause=f"reported by {user.username} via update_submission")
+    return _text("Ok.")
+
+
+class RegisterForm(forms.Form):
+    campaign_stage_id = forms.IntegerField(min_value=1)
+    submission_id = forms.IntegerField(min_value=1, required=False)
+    command_executed = forms.CharField(max_length=10000, required=False)
+    input_dataset = forms.CharField(max_length=2000, required=False)
+    parent_submission_id = forms.IntegerField(min_value=1, required=False)
+    project = forms.CharField(max_length=200, required=False)
+
+
+@csrf_exempt
+@require_http_methods(["POST"])
+def get_submission_id_for(request):
+    """Register an externally launched submission, or record what an existing one ran.
+
+    Answers `Task=<id>` as POMS does. Needs a personal token allowed to act on the stage.
+    """
+    form = RegisterForm(request.POST)
+    if not form.is_valid():
+        return _text(f"Bad request: {form.errors.as_text()}", 400)
+    data = form.cleaned_data
+    stage = get_object_or_404(Stage.objects.select_related("experiment", "job_type"), pk=data["campaign_stage_id"])
+    user = user_for_token(bearer(request))
+    if user is None:
+        return _text("Unauthorized: send Authorization: Bearer <personal token>", 401)
+    actor = actor_for(user, stage.experiment)
+    try:
+        require(actor, stage, "act")
+    except PermissionDenied as exc:
+        return _text(f"Forbidden: {exc}", 403)
+    if data["submission_id"]:
+        sub = get_object_or_404(Submission, pk=data["submission_id"], stage=stage)
+        fields = {"command": data["command_executed"]} if data["command_executed"] else {}
+        if data["project"]:
+            fields["params"] = {**sub.params, "project": data["project"]}
+        ledger.save_launch_record(sub.pk, **fields)
+        return _text(f"Task={sub.pk}")
+    parent = None
+    if data["parent_submission_id"]:
+        parent = get_object_or_404(Submission, pk=data["parent_submission_id"], stage__experiment=stage.experiment)
+    with transaction.atomic():
+        sub = ledger.create_submission(
+            stage=stage, launcher=user, role=stage.creator_role, snapshot=None, test=stage.campaign.is_test,
+            batch_system=stage.job_type.batch_system, parent=parent,
+            params={"dataset": data["input_dataset"], "external": True, "project": data["project"]},
+        )  # fmt: skip
+        # Nothing for a worker to run: the launch already happened outside POMS.
+        ledger.save_launch_record(sub.pk, command=data["command_executed"], launch_started=timezone.now())
+    return _text(f"Task={sub.pk}")

@@ -1,0 +1,151 @@
+"""The callback API (update_submission, get_submission_id_for) and its tokens; abort launch."""
+
+import threading
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from launches import services
+from poms.permissions import actor_for
+from poms.tokens import create_api_token
+from submissions.models import Status, Submission
+from tests.factories import SubmissionFactory
+
+from .helpers import wait_for
+
+pytestmark = pytest.mark.django_db
+UPDATE = "/api/update_submission"
+REGISTER = "/api/get_submission_id_for"
+
+
+def bearer(token):
+    return {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+
+
+def test_a_launch_gets_a_callback_token_that_is_never_stored(world):
+    jt = world.production_stage.job_type
+    # The "wrapper" reports its job id through the API instead of printing it, as jobsub_lite's hook does.
+    jt.launch_script, jt.definition_parameters = 'echo "token=${POMS_SUBMISSION_TOKEN:0:6}"', []
+    jt.save()
+    sub = services.launch_stage(world.production_stage, actor=actor_for(world.users["production"], world.experiment))
+    services.run_launch(sub.pk)
+    sub.refresh_from_db()
+    assert "token=pomss_" in open(sub.launch_log).read()
+    assert "POMS_SUBMISSION_TOKEN" not in sub.environment and len(sub.callback_digest) == 64
+    assert sub.status == Status.LAUNCH_FAILED  # no job id printed and none reported
+
+
+def test_the_submission_token_reports_the_job_id_and_status(world):
+    sub = SubmissionFactory(stage=world.production_stage, callback_digest="")
+    from poms.tokens import PREFIX_SUBMISSION, digest, new_token
+
+    token = new_token(PREFIX_SUBMISSION)
+    Submission.objects.filter(pk=sub.pk).update(callback_digest=digest(token))
+    client = Client()
+    reply = client.get(
+        UPDATE,
+        {"submission_id": sub.pk, "jobsub_job_id": "23733516.0@jobsub02.fnal.gov", "status": "New"},
+        **bearer(token),
+    )
+    assert (reply.status_code, reply.content) == (200, b"Ok.")
+    sub.refresh_from_db()
+    assert sub.batch_id == "23733516@jobsub02.fnal.gov" and sub.status == Status.NEW
+    assert client.post(UPDATE, {"submission_id": sub.pk, "status": "Running"}, **bearer(token)).status_code == 200
+    assert (
+        client.post(UPDATE, {"submission_id": sub.pk, "status": "7000", "project": "p1"}, **bearer(token)).content
+        == b"Ok."
+    )
+    sub.refresh_from_db()
+    assert sub.status == Status.COMPLETED and sub.params["project"] == "p1"
+    assert list(sub.history.values_list("status", flat=True)) == [Status.NEW, Status.RUNNING, Status.COMPLETED]
+    other = SubmissionFactory(stage=world.production_stage)
+    assert client.post(UPDATE, {"submission_id": other.pk, "status": "Running"}, **bearer(token)).status_code == 401
+
+
+def test_personal_tokens_act_with_their_owner_permissions(world):
+    sub = SubmissionFactory(stage=world.production_stage)
+    _, shifter = create_api_token(world.users["production-shifter"], "cron")
+    _, analyst = create_api_token(world.users["analysis"], "laptop")
+    client = Client()
+    assert client.post(UPDATE, {"submission_id": sub.pk, "status": "Idle"}, **bearer(analyst)).status_code == 403
+    assert client.post(UPDATE, {"submission_id": sub.pk, "status": "Idle"}, **bearer(shifter)).status_code == 200
+    sub.refresh_from_db()
+    assert sub.status == Status.IDLE
+
+
+@pytest.mark.parametrize(
+    "params, headers, code",
+    [
+        ({"submission_id": "x"}, "good", 400),
+        ({"submission_id": "1", "status": "Bogus"}, "good", 400),
+        ({"submission_id": "1", "status": "Idle"}, None, 401),
+        ({"submission_id": "1", "status": "Idle"}, "pomsu_wrong", 401),
+    ],
+)
+def test_bad_callbacks_get_a_clear_error_and_change_nothing(world, params, headers, code):
+    sub = SubmissionFactory(stage=world.production_stage)
+    params = {k: (sub.pk if v == "1" else v) for k, v in params.items()}
+    _, good = create_api_token(world.users["production"], "t")
+    extra = bearer(good if headers == "good" else headers) if headers else {}
+    reply = Client().post(UPDATE, params, **extra)
+    assert reply.status_code == code and reply.content  # a message, not an empty body
+    sub.refresh_from_db()
+    assert sub.status == Status.NEW and sub.history.count() == 1
+
+
+def test_session_cookies_do_not_authenticate_the_api(world):
+    sub = SubmissionFactory(stage=world.production_stage)
+    assert world.client("production").post(UPDATE, {"submission_id": sub.pk, "status": "Idle"}).status_code == 401
+
+
+def test_registering_an_external_launch(world):
+    _, token = create_api_token(world.users["production"], "wrapper")
+    stage = world.production_stage
+    reply = Client().post(
+        REGISTER,
+        {"campaign_stage_id": stage.pk, "command_executed": "jobsub_submit -G nova file://x.sh", "input_dataset": "ds"},
+        **bearer(token),
+    )
+    assert reply.status_code == 200 and reply.content.startswith(b"Task=")
+    sub = Submission.objects.get(pk=int(reply.content.split(b"=")[1]))
+    assert (sub.stage, sub.status, sub.dataset, sub.command) == (
+        stage,
+        Status.NEW,
+        "ds",
+        "jobsub_submit -G nova file://x.sh",
+    )
+    again = Client().post(
+        REGISTER, {"campaign_stage_id": stage.pk, "submission_id": sub.pk, "project": "proj"}, **bearer(token)
+    )
+    assert again.content == f"Task={sub.pk}".encode()
+    _, analyst = create_api_token(world.users["analysis"], "x")
+    assert Client().post(REGISTER, {"campaign_stage_id": stage.pk}, **bearer(analyst)).status_code == 403
+
+
+def test_the_token_page_shows_a_new_token_once(world):
+    client = world.client("analysis")
+    page = client.post(reverse("api_tokens"), {"name": "laptop"}).content.decode()
+    assert 'id="new-token">pomsu_' in page
+    assert "pomsu_" not in client.get(reverse("api_tokens")).content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_abort_kills_a_running_launch(world):
+    jt = world.production_stage.job_type
+    jt.launch_script, jt.definition_parameters = "echo started; sleep 120", []
+    jt.save()
+    prod = actor_for(world.users["production"], world.experiment)
+    sub = services.launch_stage(world.production_stage, actor=prod)
+    runner = threading.Thread(target=services.run_launch, args=(sub.pk,))
+    runner.start()
+    wait_for(lambda: Submission.objects.get(pk=sub.pk).launch_started, what="launch to start")
+    sub.refresh_from_db()
+    services.abort_launch(sub, actor=prod)
+    runner.join(timeout=20)
+    assert not runner.is_alive()
+    sub.refresh_from_db()
+    assert sub.status == Status.LAUNCH_FAILED and sub.history.last().cause == "launch failed: aborted"
+    assert "(aborted)" in open(sub.launch_log).read()
+    with pytest.raises(services.LaunchError, match="no launch running"):
+        services.abort_launch(sub, actor=prod)

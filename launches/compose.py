@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 
+SAFE_HOST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*(:\d{1,5})?$")
+SAFE_ACCOUNT = re.compile(r"^([a-z_][a-z0-9_.-]*)?$")
 SAFE_KEY = re.compile(r"^[A-Za-z0-9_.:+/=,@ -]*$")
 
 
@@ -33,8 +35,14 @@ class _Keywords(dict):
         return shlex.quote(value) if self.quote else value
 
 
+BARE_PERCENT = re.compile(r"%(?!\()")
+
+
 def expand(template, keywords, *, quote):
     """`%(name)s` substitution with `%%` for a literal `%`."""
+    if BARE_PERCENT.search(template.replace("%%", "")):
+        # Python would format the whole keyword mapping into a bare %s: refuse instead.
+        raise ComposeError(f"{template!r} has a % that is neither %(name)s nor %%; write %% for a literal %")
     try:
         return template % _Keywords(keywords, quote=quote)
     except (TypeError, ValueError) as exc:
@@ -110,9 +118,14 @@ def compose(config, *, dataset, test, overrides=(), launcher, submission_id=None
 
 
 def runner_target(login):
-    if login.get("launch_host"):
-        return f"ssh {login.get('launch_account') or ''}@{login['launch_host']}".replace(" @", " ")
-    return f"local:{socket.gethostname()}"
+    """'ssh account@host[:port]' for a login host, 'local:<this host>' when there is none."""
+    host = login.get("launch_host")
+    if not host:
+        return f"local:{socket.gethostname()}"
+    if not SAFE_HOST.match(host) or not SAFE_ACCOUNT.match(login.get("launch_account") or ""):
+        raise ComposeError(f"launch host {host!r} or account is not a valid host name / user name")
+    account = login.get("launch_account")
+    return f"ssh {account}@{host}" if account else f"ssh {host}"
 
 
 def poms_environment(config, submission_id, parent_id, launcher, test):

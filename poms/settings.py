@@ -1,6 +1,7 @@
 """POMS settings. Every value comes from the environment (README "Configuration")."""
 
 import os
+import shlex
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -160,6 +161,9 @@ POMS_LAUNCH_RUN_TIMEOUT = env_int("POMS_LAUNCH_RUN_TIMEOUT", 600)
 # A submission still New with no job id this long after launch becomes LaunchFailed (POMS: 4 h).
 POMS_LAUNCH_FAILED_AFTER = env_int("POMS_LAUNCH_FAILED_AFTER", 4 * 3600)
 POMS_PAGE_SIZE = env_int("POMS_PAGE_SIZE", 50)
+# Extra ssh options for the ssh runner, e.g. "-i /etc/poms/id_ed25519 -o UserKnownHostsFile=/etc/poms/known_hosts".
+POMS_SSH_OPTIONS = shlex.split(env_str("POMS_SSH_OPTIONS", ""))
+POMS_SSH_CONNECT_TIMEOUT = env_int("POMS_SSH_CONNECT_TIMEOUT", 20)
 
 # --- Celery -------------------------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")

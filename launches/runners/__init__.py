@@ -1,6 +1,6 @@
-"""Runners execute a composed launch plan (DESIGN §6). `ssh` arrives with issue #3."""
+"""Runners execute a composed launch plan (DESIGN §6): `local` on this host, `ssh` on a login host."""
 
-from . import local
+from . import local, ssh
 
 
 class RunnerError(Exception):
@@ -10,4 +10,6 @@ class RunnerError(Exception):
 def runner_for(plan):
     if plan.target.startswith("local:"):
         return local.run
-    raise RunnerError(f"no runner for target {plan.target!r} yet (only local launches are supported)")
+    if plan.target.startswith("ssh "):
+        return ssh.run
+    raise RunnerError(f"no runner for target {plan.target!r}")

@@ -87,6 +87,12 @@ def test_an_unknown_keyword_is_a_clear_error():
         cmd(cfg)
 
 
+@pytest.mark.parametrize("template", ["printf '%s'", "50%", "%d files"])
+def test_a_bare_percent_is_refused_rather_than_formatting_the_keywords(template):
+    with pytest.raises(ComposeError, match="write %% for a literal %"):
+        cmd(config(job_type={"launch_script": template}))
+
+
 def test_a_key_with_shell_characters_is_refused():
     cfg = config(stage={"param_overrides": [["--x=; rm -rf /", "1"]]})
     with pytest.raises(ComposeError, match="may only hold"):

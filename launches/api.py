@@ -18,7 +18,7 @@ from django.views.decorators.http import require_http_methods
 
 from campaigns.models import Stage
 from poms.permissions import actor_for, allowed
-from poms.tokens import bearer, digest, user_for_token
+from poms.tokens import caller
 from submissions import services as ledger
 from submissions.models import Status, Submission
 
@@ -56,16 +56,6 @@ def _text(message, status=200):
     return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
 
 
-def _caller(request, sub=None):
-    """(user, submission the token is bound to) for the request's bearer token."""
-    token = bearer(request)
-    if not token:
-        return None, None
-    if sub is not None and sub.callback_digest and sub.callback_digest == digest(token):
-        return sub.launcher, sub
-    return user_for_token(token), None
-
-
 @csrf_exempt
 @require_http_methods(["GET", "POST"])
 def update_submission(request):
@@ -74,10 +64,13 @@ def update_submission(request):
     if not form.is_valid():
         return _text(f"Bad request: {form.errors.as_text()}", 400)
     sub = get_object_or_404(Submission.objects.select_related("experiment"), pk=form.cleaned_data["submission_id"])
-    user, bound = _caller(request, sub)
-    if user is None:
-        return _text("Unauthorized: send Authorization: Bearer <token>", 401)
-    if bound is None and not allowed(
+    who = caller(request)
+    if who is None or (who.submission_id is not None and who.submission_id != sub.pk):
+        return _text(
+            "Unauthorized: send Authorization: Bearer <token> (a callback token works for its own submission)", 401
+        )
+    user = who.user
+    if who.submission_id is None and not allowed(
         actor_for(user, sub.experiment), "act", creator_id=sub.creator_id, creator_role=sub.creator_role
     ):
         return _text(f"Forbidden: {user.username} may not update submission {sub.pk}", 403)
@@ -117,9 +110,10 @@ def get_submission_id_for(request):
         return _text(f"Bad request: {form.errors.as_text()}", 400)
     data = form.cleaned_data
     stage = get_object_or_404(Stage.objects.select_related("experiment", "job_type"), pk=data["campaign_stage_id"])
-    user = user_for_token(bearer(request))
-    if user is None:
+    who = caller(request)
+    if who is None or who.submission_id is not None:
         return _text("Unauthorized: send Authorization: Bearer <personal token>", 401)
+    user = who.user
     actor = actor_for(user, stage.experiment)
     try:
         require(actor, stage, "act")

@@ -12,7 +12,7 @@ from django.utils import timezone
 from campaigns.models import Stage, StageType
 from campaigns.services import config_of, snapshot_config
 from poms.permissions import allowed
-from poms.tokens import PREFIX_SUBMISSION, digest, new_token
+from poms.tokens import issue_callback_token
 from submissions import services as ledger
 from submissions.models import Status, Submission
 
@@ -179,14 +179,13 @@ def run_launch(submission_id):
         ledger.save_launch_record(sub.pk, launch_log=str(log_path), launch_finished=timezone.now())
         ledger.set_status(sub.pk, Status.LAUNCH_FAILED, cause=str(exc)[:200])
         return False
-    token = new_token(PREFIX_SUBMISSION)
+    token = issue_callback_token(sub.launcher, sub.experiment, sub.pk)
     ledger.save_launch_record(
         sub.pk,
         command=plan.command,
         environment=plan.environment,
         runner_target=plan.target,
         launch_log=str(log_path),
-        callback_digest=digest(token),
     )
     with open(log_path, "a") as header:
         header.write(f"== POMS launch of submission {sub.pk} on {plan.target} at {now.isoformat()} ==\n")

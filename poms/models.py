@@ -89,3 +89,19 @@ class ApiToken(models.Model):
 
     def __str__(self):
         return f"{self.user}: {self.name}"
+
+
+class CallbackToken(models.Model):
+    """The token one launch receives (POMS_SUBMISSION_TOKEN): it acts for the launcher, in one
+    experiment, on one submission only — enough for its wrapper to report job ids and for its
+    jobs to use the file catalogue. `submission_id` is a plain number: the ledger lives in a
+    room that depends on this one, not the other way round."""
+
+    digest = models.CharField(max_length=64, unique=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="+")
+    submission_id = models.BigIntegerField(db_index=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return f"callback token of submission {self.submission_id}"

@@ -5,10 +5,11 @@ A token is shown once; only its SHA-256 is stored, so a database leak leaks no c
 
 import hashlib
 import secrets
+from dataclasses import dataclass
 
 from django.utils import timezone
 
-from .models import ApiToken
+from .models import ApiToken, CallbackToken
 
 PREFIX_USER = "pomsu_"
 PREFIX_SUBMISSION = "pomss_"
@@ -43,3 +44,29 @@ def user_for_token(token):
         return None
     ApiToken.objects.filter(pk=row.pk).update(last_used=timezone.now())
     return row.user
+
+
+def issue_callback_token(user, experiment, submission_id):
+    """A fresh token for one launch of `submission_id`; returns the plaintext."""
+    token = new_token(PREFIX_SUBMISSION)
+    CallbackToken.objects.create(digest=digest(token), user=user, experiment=experiment, submission_id=submission_id)
+    return token
+
+
+@dataclass(frozen=True)
+class Caller:
+    user: object
+    submission_id: int | None = None  # set when the token is one launch's callback token
+    experiment_id: int | None = None
+
+
+def caller(request):
+    """Who sent this API request: a Caller, or None without a valid bearer token."""
+    token = bearer(request)
+    if token.startswith(PREFIX_SUBMISSION):
+        row = CallbackToken.objects.select_related("user").filter(digest=digest(token)).first()
+        if row is None or not row.user.is_active:
+            return None
+        return Caller(row.user, row.submission_id, row.experiment_id)
+    user = user_for_token(token)
+    return Caller(user) if user else None

@@ -57,8 +57,6 @@ class Submission(Owned):
     environment = models.JSONField(default=dict, blank=True)
     runner_target = models.CharField(max_length=300, blank=True)
     launch_log = models.CharField(max_length=500, blank=True)
-    # SHA-256 of the per-submission callback token handed to the launch (POMS_SUBMISSION_TOKEN).
-    callback_digest = models.CharField(max_length=64, blank=True)
     abort_requested = models.BooleanField(default=False)
     launch_started = models.DateTimeField(null=True, blank=True)
     launch_finished = models.DateTimeField(null=True, blank=True)

@@ -7,8 +7,9 @@ from django.test import Client
 from django.urls import reverse
 
 from launches import services
+from poms.models import CallbackToken
 from poms.permissions import actor_for
-from poms.tokens import create_api_token
+from poms.tokens import create_api_token, issue_callback_token
 from submissions.models import Status, Submission
 from tests.factories import SubmissionFactory
 
@@ -32,16 +33,14 @@ def test_a_launch_gets_a_callback_token_that_is_never_stored(world):
     services.run_launch(sub.pk)
     sub.refresh_from_db()
     assert "token=pomss_" in open(sub.launch_log).read()
-    assert "POMS_SUBMISSION_TOKEN" not in sub.environment and len(sub.callback_digest) == 64
+    assert "POMS_SUBMISSION_TOKEN" not in sub.environment
+    assert CallbackToken.objects.get(submission_id=sub.pk).user == world.users["production"]
     assert sub.status == Status.LAUNCH_FAILED  # no job id printed and none reported
 
 
 def test_the_submission_token_reports_the_job_id_and_status(world):
-    sub = SubmissionFactory(stage=world.production_stage, callback_digest="")
-    from poms.tokens import PREFIX_SUBMISSION, digest, new_token
-
-    token = new_token(PREFIX_SUBMISSION)
-    Submission.objects.filter(pk=sub.pk).update(callback_digest=digest(token))
+    sub = SubmissionFactory(stage=world.production_stage)
+    token = issue_callback_token(sub.launcher, sub.experiment, sub.pk)
     client = Client()
     reply = client.get(
         UPDATE,

@@ -111,6 +111,9 @@ class Campaign(Owned):
     # Stage defaults and editor positions, as POMS's `defaults` JSON.
     defaults = models.JSONField(default=dict, blank=True)
     tags = models.ManyToManyField(Tag, blank=True, related_name="campaigns")
+    data_handling = models.CharField(
+        max_length=20, blank=True, choices=[("", "default"), ("catalog", "built-in catalogue"), ("samweb", "SAM")]
+    )
 
     objects = CampaignQuerySet.as_manager()
 

@@ -88,6 +88,7 @@ INSTALLED_APPS = [
     "campaigns",
     "submissions",
     "launches",
+    "sam_adapter",
 ]
 
 MIDDLEWARE = [
@@ -161,6 +162,8 @@ POMS_LAUNCH_RUN_TIMEOUT = env_int("POMS_LAUNCH_RUN_TIMEOUT", 600)
 # A submission still New with no job id this long after launch becomes LaunchFailed (POMS: 4 h).
 POMS_LAUNCH_FAILED_AFTER = env_int("POMS_LAUNCH_FAILED_AFTER", 4 * 3600)
 POMS_PAGE_SIZE = env_int("POMS_PAGE_SIZE", 50)
+# Data handling backend for campaigns that do not choose one: "catalog" (built in) or "samweb".
+POMS_DATA_HANDLER = env_str("POMS_DATA_HANDLER", "catalog")
 # Extra ssh options for the ssh runner, e.g. "-i /etc/poms/id_ed25519 -o UserKnownHostsFile=/etc/poms/known_hosts".
 POMS_SSH_OPTIONS = shlex.split(env_str("POMS_SSH_OPTIONS", ""))
 POMS_SSH_CONNECT_TIMEOUT = env_int("POMS_SSH_CONNECT_TIMEOUT", 20)

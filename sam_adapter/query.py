@@ -151,3 +151,39 @@ class ProjectSummary:
     @property
     def delivered_total(self):
         return self.count(CONSUMED, COMPLETED, CANCELLED, FAILED, SKIPPED, DELIVERED)
+
+
+NODES = {
+    cls.__name__: cls
+    for cls in (Dataset, Snapshot, ProjectSnapshot, ProjectFiles, Match, And, Minus, Union, Limit, Stride, ParentsOf,
+                ChildrenOf, Raw)
+}  # fmt: skip
+
+
+def to_json(query):
+    """A JSON-able form of a query tree (stored by named datasets, shown in workflow logs)."""
+    if isinstance(query, Query):
+        out = {"node": type(query).__name__}
+        for name in query.__dataclass_fields__:
+            out[name] = to_json(getattr(query, name))
+        return out
+    if isinstance(query, tuple | list):
+        return [to_json(q) for q in query]
+    if isinstance(query, datetime):
+        return {"datetime": query.isoformat()}
+    return query
+
+
+def from_json(data):
+    if isinstance(data, dict) and "node" in data:
+        cls = NODES[data["node"]]
+        fields = {k: from_json(v) for k, v in data.items() if k != "node"}
+        for name in ("statuses", "parts"):
+            if name in fields:
+                fields[name] = tuple(fields[name])
+        return cls(**fields)
+    if isinstance(data, dict) and "datetime" in data:
+        return datetime.fromisoformat(data["datetime"])
+    if isinstance(data, list):
+        return [from_json(d) for d in data]
+    return data

@@ -36,6 +36,7 @@ class LoginSetup(Owned):
 
 class BatchSystem(models.TextChoices):
     LOCAL = "local", "local (processes on this host)"
+    SLURM = "slurm", "Slurm"
 
 
 class JobType(Owned):
@@ -206,10 +207,8 @@ class StageDependency(models.Model):
 
     class Meta:
         constraints = [
+            # upstream == downstream is allowed: POMS's self-dependency relaunches a stage on its next split.
             models.UniqueConstraint(fields=["upstream", "downstream"], name="stagedependency_unique_edge"),
-            models.CheckConstraint(
-                condition=~models.Q(upstream=models.F("downstream")), name="stagedependency_no_self"
-            ),
         ]
 
     def __str__(self):

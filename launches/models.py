@@ -52,3 +52,28 @@ class LaunchHold(models.Model):
 
     def __str__(self):
         return f"launches held in {self.experiment or 'all experiments'} by {self.held_by}"
+
+
+class FollowUp(models.Model):
+    """A recovery or dependent launch wrapup made for a submission.
+
+    The unique constraint is what makes wrapup safe to run twice or concurrently: the row is
+    written in the same transaction as the launch it stands for, so a second attempt fails
+    on the constraint instead of launching again.
+    """
+
+    RECOVERY, DEPENDENT = "recovery", "dependent"
+    submission = models.ForeignKey(Submission, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=10, choices=[(RECOVERY, RECOVERY), (DEPENDENT, DEPENDENT)])
+    position = models.PositiveIntegerField(help_text="recovery list position, or dependency index")
+    launched = models.ForeignKey(Submission, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    dataset = models.CharField(max_length=255, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["submission", "kind", "position"], name="followup_once"),
+        ]
+
+    def __str__(self):
+        return f"{self.kind} {self.position} of submission {self.submission_id}"

@@ -3,6 +3,7 @@
 from celery import shared_task
 
 from . import services
+from . import wrapup as workflow
 
 
 @shared_task(acks_late=True)
@@ -20,3 +21,8 @@ def poll_batch_systems(submission_ids=None):
 @shared_task
 def mark_failed_launches():
     services.mark_failed_launches()
+
+
+@shared_task
+def wrapup():
+    workflow.wrapup()

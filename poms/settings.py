@@ -156,6 +156,11 @@ VAR_DIR = Path(env_str("POMS_VAR_DIR", str(BASE_DIR / "var")))
 POMS_LOG_ROOT = Path(env_str("POMS_LOG_ROOT", str(VAR_DIR / "logs")))
 # The local batch system keeps its job records and job stdout/stderr here.
 POMS_LOCAL_BATCH_ROOT = Path(env_str("POMS_LOCAL_BATCH_ROOT", str(VAR_DIR / "local_batch")))
+# Slurm: the jobcomp/filetxt log slurmctld writes (scripts/slurm.py puts it here), the command
+# timeout, and the zone slurmctld writes that log's times in (empty: this host's /etc/localtime).
+POMS_SLURM_JOBCOMP_LOG = Path(env_str("POMS_SLURM_JOBCOMP_LOG", str(VAR_DIR / "slurm" / "jobcomp.log")))
+POMS_SLURM_TIMEOUT = env_int("POMS_SLURM_TIMEOUT", 30)
+POMS_SLURM_TIME_ZONE = env_str("POMS_SLURM_TIME_ZONE", "")
 POMS_URL = env_str("POMS_URL", "http://127.0.0.1:8000")
 POMS_POLL_INTERVAL = env_int("POMS_POLL_INTERVAL", 60)
 POMS_LAUNCH_RUN_TIMEOUT = env_int("POMS_LAUNCH_RUN_TIMEOUT", 600)
@@ -164,6 +169,11 @@ POMS_LAUNCH_FAILED_AFTER = env_int("POMS_LAUNCH_FAILED_AFTER", 4 * 3600)
 POMS_PAGE_SIZE = env_int("POMS_PAGE_SIZE", 50)
 # Data handling backend for campaigns that do not choose one: "catalog" (built in) or "samweb".
 POMS_DATA_HANDLER = env_str("POMS_DATA_HANDLER", "catalog")
+# The global switch for automatic recovery and dependent launches (POMS launch_recovery_jobs).
+POMS_LAUNCH_FOLLOWUPS = env_bool("POMS_LAUNCH_FOLLOWUPS", True)
+# A Completed submission whose outputs are not located after this long is Located anyway (flagged).
+POMS_LOCATED_TIMEOUT = env_int("POMS_LOCATED_TIMEOUT", 2 * 86400)
+POMS_WRAPUP_INTERVAL = env_int("POMS_WRAPUP_INTERVAL", 60)
 # Extra ssh options for the ssh runner, e.g. "-i /etc/poms/id_ed25519 -o UserKnownHostsFile=/etc/poms/known_hosts".
 POMS_SSH_OPTIONS = shlex.split(env_str("POMS_SSH_OPTIONS", ""))
 POMS_SSH_CONNECT_TIMEOUT = env_int("POMS_SSH_CONNECT_TIMEOUT", 20)
@@ -187,6 +197,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": POMS_POLL_INTERVAL,
         # Missed ticks must not pile up behind a stalled worker.
         "options": {"expires": POMS_POLL_INTERVAL},
+    },
+    "wrapup": {
+        "task": "launches.tasks.wrapup",
+        "schedule": POMS_WRAPUP_INTERVAL,
+        "options": {"expires": POMS_WRAPUP_INTERVAL},
     },
     "mark-failed-launches": {
         "task": "launches.tasks.mark_failed_launches",

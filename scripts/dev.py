@@ -102,6 +102,8 @@ def run():
     os.environ.setdefault("POMS_POLL_INTERVAL", "5")
     setup_environment()
     manage("migrate", "--no-input", "-v", "0")
+    if os.environ.get("POMS_DEMO_BATCH") == "slurm":
+        ensure_slurm(required=True)
     manage("load_demo")
     port = os.environ.get("POMS_PORT", "8000")
     os.environ.setdefault("POMS_URL", f"http://127.0.0.1:{port}")
@@ -147,6 +149,22 @@ def run():
     stop()
 
 
+def ensure_slurm(required):
+    """A single-node Slurm cluster (scripts/slurm.py). The tests need it; `run` only uses it
+    when the demo is switched to Slurm, so there a failure is just a warning."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("poms_slurm_setup", ROOT / "scripts" / "slurm.py")
+    slurm = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(slurm)
+    try:
+        slurm.ensure_slurm()
+    except slurm.SlurmSetupError as exc:
+        if required:
+            raise
+        say(f"Slurm not available: {exc}")
+
+
 def ensure_chromium():
     """The browser test drives Debian's chromium; install it when we can (root + apt)."""
     if Path("/usr/bin/chromium").exists():
@@ -162,6 +180,7 @@ def test(args):
     os.environ.setdefault("POMS_INSECURE_DEV_KEY", "true")
     setup_environment()
     ensure_chromium()
+    ensure_slurm(required=True)
     subprocess.run([PY, "-m", "ruff", "check", "."], cwd=ROOT, check=True)
     subprocess.run([PY, "-m", "ruff", "format", "--check", "."], cwd=ROOT, check=True)
     manage("check")

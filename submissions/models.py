@@ -2,6 +2,7 @@
 
 from django.conf import settings
 from django.db import models
+from django.db.models import F, Q
 
 from campaigns.models import ConfigSnapshot, Stage
 from poms.models import Owned
@@ -29,7 +30,15 @@ ACTIVE_STATUSES = (Status.NEW, Status.LAUNCH_FAILED, Status.IDLE, Status.RUNNING
 
 class SubmissionQuerySet(models.QuerySet):
     def active(self):
-        return self.filter(status__in=ACTIVE_STATUSES).exclude(batch_id="")
+        """What the poller asks about: running submissions, and killed ones whose jobs have not
+        all been seen to end (so their job rows end up right, not frozen at Running)."""
+        unfinished = F("jobs_idle") + F("jobs_running") + F("jobs_held")
+        killed = Q(status__in=(Status.REMOVED, Status.CANCELLED)) & Q(jobs_unfinished__gt=0)
+        return (
+            self.alias(jobs_unfinished=unfinished)
+            .filter(Q(status__in=ACTIVE_STATUSES) | killed)
+            .exclude(batch_id="")
+        )
 
     def for_table(self):
         return self.select_related("launcher").defer("params", "environment", "command")
@@ -69,6 +78,11 @@ class Submission(Owned):
     jobs_completed = models.PositiveIntegerField(default=0)
     jobs_failed = models.PositiveIntegerField(default=0)
     jobs_removed = models.PositiveIntegerField(default=0)
+    # File accounting cached from the data handler by wrapup (POMS files_consumed/generated).
+    files_total = models.IntegerField(null=True, blank=True)
+    files_consumed = models.IntegerField(null=True, blank=True)
+    files_failed = models.IntegerField(null=True, blank=True)
+    files_generated = models.IntegerField(null=True, blank=True)
     polled = models.DateTimeField(null=True, blank=True)
     poll_error = models.TextField(blank=True)
 

@@ -2,8 +2,9 @@
 
 from .base import BatchError, BatchSystem, Target
 from .local import LocalBatch
+from .slurm import SlurmBatch
 
-BACKENDS = {"local": LocalBatch()}
+BACKENDS = {"local": LocalBatch(), "slurm": SlurmBatch()}
 
 
 def get_backend(name):

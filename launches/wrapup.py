@@ -1,0 +1,131 @@
+"""Wrapup, the workflow engine (DESIGN §4, reference/poms.md §6.1): Completed → Located by
+the stage's completion type, then recovery first and, only when none is needed, dependents."""
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from campaigns.models import CompletionType
+from poms.permissions import actor_as
+from sam_adapter import query as q
+from sam_adapter.interface import DataHandlerError
+from submissions import services as ledger
+from submissions.models import Status, Submission
+
+from .datasets import config_of_submission, handler_of, located_outputs, output_patterns
+from .dependencies import dependency_dataset_name, launch_dependents
+from .recovery import launch_recovery_if_needed
+from .services import LaunchError, require
+
+log = logging.getLogger(__name__)
+CHUNK = 100
+
+
+def wrapup(submission_ids=None, now=None):
+    """One pass: returns the ids marked Located. Safe to run twice or concurrently: each
+    submission is claimed with SKIP LOCKED and Located only once (the status machine), and
+    each follow-up launch is guarded by the FollowUp constraint."""
+    now = now or timezone.now()
+    todo = Submission.objects.filter(status=Status.COMPLETED).order_by("pk")
+    if submission_ids is not None:
+        todo = todo.filter(pk__in=submission_ids)
+    located = [sid for sid in todo.values_list("pk", flat=True)[:CHUNK] if locate_if_ready(sid, now)]
+    if settings.POMS_LAUNCH_FOLLOWUPS:
+        for sid in located:
+            try:
+                follow_up(sid)
+            except Exception:  # one bad submission must not stop the others (POMS 2020 fix)
+                log.exception("follow-ups of submission %s failed", sid)
+    return located
+
+
+def locate_if_ready(sid, now):
+    with transaction.atomic():
+        sub = (
+            Submission.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("stage", "stage__campaign", "experiment", "snapshot", "launcher")
+            .filter(pk=sid, status=Status.COMPLETED)
+            .first()
+        )
+        if sub is None:
+            return False  # another wrapup holds it, or it moved on
+        reason = located_reason(sub, now)
+        if reason is None:
+            return False
+        return ledger.set_status(sub.pk, Status.LOCATED, cause=reason)
+
+
+def located_reason(sub, now):
+    """Why `sub` counts as Located now (the history cause), or None if it does not yet."""
+    stage = config_of_submission(sub)["stage"]
+    if stage.get("completion_type", CompletionType.LOCATED) == CompletionType.COMPLETE:
+        return "completion type complete"
+    if sub.params.get("force_located"):
+        return "kicked to Located by a user"
+    if sub.created < now - timedelta(seconds=settings.POMS_LOCATED_TIMEOUT):
+        Submission.objects.filter(pk=sub.pk).update(params={**sub.params, "located_by_timeout": True})
+        return f"timeout: outputs not located within {settings.POMS_LOCATED_TIMEOUT // 3600} h"
+    try:
+        found, needed = located_counts(sub, stage)
+    except DataHandlerError as exc:
+        log.warning("located check of submission %s postponed: %s", sub.pk, exc)
+        return None
+    if found >= needed and (needed > 0 or sub.recovery_parent_id):
+        return f"outputs located: {found} ≥ {needed:g} ({stage.get('completion_pct', 95):g} %)"
+    return None
+
+
+def located_counts(sub, stage):
+    """(files with located outputs, files needed) for the completion_pct rule."""
+    handler = handler_of(sub)
+    pct = (stage.get("completion_pct") or 95) / 100
+    project = sub.params.get("project")
+    if project:
+        summary = handler.project_summary(project)
+        consumed = summary.count(q.CONSUMED, q.COMPLETED)
+        record_file_counts(sub, summary)
+        found = min(handler.count(located_outputs(sub, pattern)) for pattern in output_patterns(sub))
+        return found, consumed * pct
+    # No project (e.g. generator stages): the dataset the jobs declared, against the job count.
+    name = dependency_dataset_name(sub, 1)
+    found = handler.count(q.Dataset(name)) if handler.definition_exists(name) else 0
+    Submission.objects.filter(pk=sub.pk).update(files_generated=found)
+    return found, sub.jobs_total * pct
+
+
+def record_file_counts(sub, summary):
+    Submission.objects.filter(pk=sub.pk).update(
+        files_total=summary.files_in_snapshot,
+        files_consumed=summary.count(q.CONSUMED, q.COMPLETED),
+        files_failed=summary.count(q.FAILED),
+    )
+
+
+def follow_up(sid):
+    """Recovery first; only when no recovery is needed, the dependents — as the submission's
+    launcher acting under the stage's role."""
+    sub = Submission.objects.select_related("stage", "stage__campaign", "experiment", "launcher", "snapshot").get(
+        pk=sid
+    )
+    actor = actor_as(sub.launcher, sub.experiment, sub.stage.creator_role)
+    if not launch_recovery_if_needed(sub, actor):
+        launch_dependents(sub, actor)
+
+
+def kick(sub, target, *, actor):
+    """A person's Kick to Completed or Kick to Located (then wrapup runs at once)."""
+    require(actor, sub, "act")
+    if target == "completed":
+        if not ledger.set_status(sub.pk, Status.COMPLETED, by=actor.user, cause=f"kicked by {actor.user.username}"):
+            raise LaunchError(f"Submission {sub.pk} cannot go from {sub.get_status_display()} to Completed.")
+        return
+    if target != "located":
+        raise LaunchError(f"unknown kick {target!r}")
+    Submission.objects.filter(pk=sub.pk).update(params={**sub.params, "force_located": True})
+    if sub.status in (Status.FAILED, Status.REMOVED, Status.CANCELLED, Status.LAUNCH_FAILED):
+        ledger.set_status(sub.pk, Status.COMPLETED, by=actor.user, cause=f"kicked by {actor.user.username}")
+    if not wrapup(submission_ids=[sub.pk]):
+        raise LaunchError(f"Submission {sub.pk} is {sub.get_status_display()}: it cannot be kicked to Located yet.")

@@ -37,6 +37,7 @@ class LoginSetup(Owned):
 class BatchSystem(models.TextChoices):
     LOCAL = "local", "local (processes on this host)"
     SLURM = "slurm", "Slurm"
+    JOBSUB = "jobsub", "jobsub_lite (Fermilab HTCondor)"
 
 
 class JobType(Owned):

@@ -10,8 +10,8 @@ from campaigns.models import StageDependency, StageType
 from poms.models import Role
 from sam_adapter import query as q
 from sam_adapter.interface import DataHandlerError
+from submissions.datasets import config_of_submission, handler_of, outputs_of
 
-from .datasets import config_of_submission, handler_of, outputs_of
 from .models import FollowUp
 from .recovery import _log_workflow
 from .services import LaunchError, LaunchHeld, launch_stage

@@ -10,9 +10,9 @@ from django.utils import timezone
 from campaigns.models import RecoveryType
 from sam_adapter import query as q
 from sam_adapter.interface import DataHandlerError
+from submissions.datasets import config_of_submission, handler_of, output_patterns, pattern_query
 from submissions.models import Submission
 
-from .datasets import config_of_submission, handler_of, output_patterns, pattern_query
 from .models import FollowUp
 from .services import LaunchError, LaunchHeld, launch_stage
 

@@ -15,6 +15,8 @@ urlpatterns = [
     path("launches/held/<int:pk>/delete/", views.delete_held_launch, name="delete_held"),
     path("launches/switch/<str:mode>/", views.switch_launches, name="switch"),
     path("submissions/<int:pk>/abort/", views.abort_launch, name="abort"),
+    path("submissions/<int:pk>/kick/<str:target>/", views.kick, name="kick"),
+    path("submissions/<int:pk>/recover/", views.launch_recovery, name="recover"),
     path("api/update_submission", api.update_submission, name="api_update_submission"),
     path("api/get_submission_id_for", api.get_submission_id_for, name="api_get_submission_id_for"),
 ]

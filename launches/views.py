@@ -10,11 +10,15 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from campaigns.access import get_campaign_for, get_stage_for
+from campaigns.models import RecoveryType
 from poms.header import acting
 from poms.permissions import request_actor
+from sam_adapter.interface import DataHandlerError
 from submissions.access import get_submission_for
+from submissions.models import Status
 
-from . import control, services
+from . import control, recovery, services
+from . import wrapup as workflow
 from .forms import LaunchForm
 from .models import HeldLaunch, LaunchHold
 
@@ -216,4 +220,45 @@ def abort_launch(request, pk):
         messages.success(request, f"Abort requested: the launch of submission {sub.pk} is being killed.")
     except services.LaunchError as exc:
         messages.error(request, str(exc))
+    return redirect("submissions:detail", pk=sub.pk)
+
+
+@login_required
+@require_POST
+def kick(request, pk, target):
+    """Kick to Completed / Kick to Located."""
+    sub = get_submission_for(request, pk, need="act")
+    try:
+        workflow.kick(sub, target, actor=request_actor(request, sub.experiment))
+        messages.success(request, f"Submission {sub.pk} kicked to {target.capitalize()}.")
+    except services.LaunchError as exc:
+        messages.error(request, str(exc))
+    return redirect("submissions:detail", pk=sub.pk)
+
+
+class RecoveryForm(forms.Form):
+    recovery_type = forms.ChoiceField(choices=RecoveryType.choices)
+
+
+@login_required
+@require_POST
+def launch_recovery(request, pk):
+    """The manual "Launch recovery" with a type picker (POMS launch_recovery_for)."""
+    sub = get_submission_for(request, pk, need="act")
+    form = RecoveryForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Pick a recovery type.")
+    elif sub.status < Status.FAILED:
+        messages.error(request, f"Submission {sub.pk} is still {sub.get_status_display()}: recover it once it ended.")
+    else:
+        actor = request_actor(request, sub.experiment)
+        try:
+            launched = recovery.launch_recovery_if_needed(sub, actor, only=form.cleaned_data["recovery_type"])
+        except (services.LaunchError, DataHandlerError) as exc:
+            messages.error(request, str(exc))
+        else:
+            if launched:
+                messages.success(request, f"{form.cleaned_data['recovery_type']} recovery launched.")
+            else:
+                messages.info(request, "No recovery needed, launch skipped: no file matches.")
     return redirect("submissions:detail", pk=sub.pk)

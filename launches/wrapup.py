@@ -13,9 +13,9 @@ from poms.permissions import actor_as
 from sam_adapter import query as q
 from sam_adapter.interface import DataHandlerError
 from submissions import services as ledger
+from submissions.datasets import config_of_submission, handler_of, located_outputs, output_patterns
 from submissions.models import Status, Submission
 
-from .datasets import config_of_submission, handler_of, located_outputs, output_patterns
 from .dependencies import dependency_dataset_name, launch_dependents
 from .recovery import launch_recovery_if_needed
 from .services import LaunchError, require

@@ -161,6 +161,10 @@ POMS_LOCAL_BATCH_ROOT = Path(env_str("POMS_LOCAL_BATCH_ROOT", str(VAR_DIR / "loc
 POMS_SLURM_JOBCOMP_LOG = Path(env_str("POMS_SLURM_JOBCOMP_LOG", str(VAR_DIR / "slurm" / "jobcomp.log")))
 POMS_SLURM_TIMEOUT = env_int("POMS_SLURM_TIMEOUT", 30)
 POMS_SLURM_TIME_ZONE = env_str("POMS_SLURM_TIME_ZONE", "")
+# jobsub_lite: the group (-G) and role of the POMS launches and polls, and the command timeout.
+POMS_JOBSUB_GROUP = env_str("POMS_JOBSUB_GROUP", "")
+POMS_JOBSUB_ROLE = env_str("POMS_JOBSUB_ROLE", "")
+POMS_JOBSUB_TIMEOUT = env_int("POMS_JOBSUB_TIMEOUT", 120)
 POMS_URL = env_str("POMS_URL", "http://127.0.0.1:8000")
 POMS_POLL_INTERVAL = env_int("POMS_POLL_INTERVAL", 60)
 POMS_LAUNCH_RUN_TIMEOUT = env_int("POMS_LAUNCH_RUN_TIMEOUT", 600)

@@ -1,10 +1,11 @@
 """Batch-system adapters, one module each, looked up by the job type's `batch_system`."""
 
 from .base import BatchError, BatchSystem, Target
+from .jobsub import JobsubBatch
 from .local import LocalBatch
 from .slurm import SlurmBatch
 
-BACKENDS = {"local": LocalBatch(), "slurm": SlurmBatch()}
+BACKENDS = {"local": LocalBatch(), "slurm": SlurmBatch(), "jobsub": JobsubBatch()}
 
 
 def get_backend(name):

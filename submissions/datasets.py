@@ -61,3 +61,40 @@ def _with(node, **fields):
     if isinstance(node, q.Match):
         return q.Match(**{**{f: getattr(node, f) for f in node.__dataclass_fields__}, **fields})
     return q.And(node, q.Match(**fields)) if fields else node
+
+
+def file_statistics(sub):
+    """POMS's file statistics of one submission (reference/poms.md §11): label → query.
+
+    Empty without a project (nothing was handed out through the catalogue/SAM).
+    """
+    project = sub.params.get("project")
+    if not project:
+        return {}
+    cfg = config_of_submission(sub)["stage"]
+    version, depth = cfg.get("software_version") or None, cfg.get("output_ancestor_depth") or 1
+    base = q.ProjectSnapshot(project)
+    patterns = output_patterns(sub)
+    all_kids = base
+    for pattern in patterns:
+        all_kids = q.And(
+            all_kids, q.ParentsOf(_with(pattern_query(pattern), version=version, created_after=sub.created), depth)
+        )
+    kids_located = q.And(base, q.ParentsOf(q.Match(version=version, availability="physical"), depth))
+    outputs = None
+    for pattern in patterns:
+        part = outputs_of(sub, pattern)
+        outputs = part if outputs is None else q.Union((outputs, part))
+    return {
+        "Submitted": base,
+        "Delivered": q.ProjectFiles(project, (q.CONSUMED, q.COMPLETED, q.CANCELLED, q.FAILED, q.SKIPPED, q.DELIVERED)),
+        "Consumed": q.ProjectFiles(project, (q.CONSUMED_LIKE,)),
+        "Failed": q.ProjectFiles(project, (q.FAILED,)),
+        "Skipped": q.ProjectFiles(project, (q.SKIPPED,)),
+        "Unknown": q.ProjectFiles(project, (q.UNKNOWN,)),
+        "With some kids declared": q.And(base, q.ParentsOf(q.Match(version=version), depth)),
+        "With all kids declared": all_kids,
+        "With kids located": kids_located,
+        "Pending": q.Minus(base, kids_located),
+        "Available output": outputs,
+    }

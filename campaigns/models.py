@@ -99,6 +99,19 @@ class CampaignQuerySet(models.QuerySet):
     def for_list(self):
         return self.select_related("creator").prefetch_related("tags")
 
+    def with_progress(self):
+        """Files processed / total over the campaign's submissions (cached on each by wrapup).
+
+        Reached through the reverse relation by name, so this room needs no import of the ledger.
+        Originals define the total; recoveries add what they consumed of it.
+        """
+        return self.annotate(
+            files_total=models.Sum(
+                "stages__submissions__files_total", filter=models.Q(stages__submissions__recovery_parent=None)
+            ),
+            files_consumed=models.Sum("stages__submissions__files_consumed"),
+        )
+
 
 class Campaign(Owned):
     """A named group of stages forming a DAG (POMS `campaigns`)."""
@@ -132,6 +145,11 @@ class Campaign(Owned):
     @property
     def is_test(self):
         return self.campaign_type == self.TEST
+
+    @property
+    def percent_done(self):
+        total = getattr(self, "files_total", None)
+        return min(100, round(100 * (self.files_consumed or 0) / total)) if total else None
 
     @property
     def default_overrides(self):

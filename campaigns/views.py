@@ -21,7 +21,9 @@ def campaign_list(request):
         raise PermissionDenied("Pick an experiment you are a member of.")
     form = CampaignFilterForm(request.GET)
     form.is_valid()
-    campaigns = form.filter(Campaign.objects.for_list().filter(experiment=actor.experiment), request.user)
+    campaigns = form.filter(
+        Campaign.objects.for_list().with_progress().filter(experiment=actor.experiment), request.user
+    )
     page = keyset_asc(campaigns, form.cleaned_data.get("after") or None, settings.POMS_PAGE_SIZE, field="name")
     return render(request, "campaigns/campaign_list.html", {"form": form, "page": page})
 

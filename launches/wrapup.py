@@ -52,6 +52,7 @@ def locate_if_ready(sid, now):
         )
         if sub is None:
             return False  # another wrapup holds it, or it moved on
+        refresh_file_counts(sub)
         reason = located_reason(sub, now)
         if reason is None:
             return False
@@ -86,7 +87,6 @@ def located_counts(sub, stage):
     if project:
         summary = handler.project_summary(project)
         consumed = summary.count(q.CONSUMED, q.COMPLETED)
-        record_file_counts(sub, summary)
         found = min(handler.count(located_outputs(sub, pattern)) for pattern in output_patterns(sub))
         return found, consumed * pct
     # No project (e.g. generator stages): the dataset the jobs declared, against the job count.
@@ -94,6 +94,16 @@ def located_counts(sub, stage):
     found = handler.count(q.Dataset(name)) if handler.definition_exists(name) else 0
     Submission.objects.filter(pk=sub.pk).update(files_generated=found)
     return found, sub.jobs_total * pct
+
+
+def refresh_file_counts(sub):
+    """Cache the project's numbers on the submission for the stage and campaign progress bars."""
+    if not sub.params.get("project"):
+        return
+    try:
+        record_file_counts(sub, handler_of(sub).project_summary(sub.params["project"]))
+    except DataHandlerError as exc:
+        log.warning("file counts of submission %s not refreshed: %s", sub.pk, exc)
 
 
 def record_file_counts(sub, summary):

@@ -35,9 +35,7 @@ class SubmissionQuerySet(models.QuerySet):
         unfinished = F("jobs_idle") + F("jobs_running") + F("jobs_held")
         killed = Q(status__in=(Status.REMOVED, Status.CANCELLED)) & Q(jobs_unfinished__gt=0)
         return (
-            self.alias(jobs_unfinished=unfinished)
-            .filter(Q(status__in=ACTIVE_STATUSES) | killed)
-            .exclude(batch_id="")
+            self.alias(jobs_unfinished=unfinished).filter(Q(status__in=ACTIVE_STATUSES) | killed).exclude(batch_id="")
         )
 
     def for_table(self):

@@ -5,7 +5,7 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Max, OuterRef, Q, Subquery
+from django.db.models import Count, Max, OuterRef, Q, Subquery, Sum
 from django.http import Http404, JsonResponse
 from django.shortcuts import render
 
@@ -13,8 +13,11 @@ from campaigns.access import get_campaign_for, get_stage_for
 from campaigns.models import Campaign
 from poms.header import acting
 from poms.lib.paging import keyset_asc, keyset_desc
+from sam_adapter.backends import handler_for
+from sam_adapter.interface import DataHandlerError
 
 from .access import get_job_for, get_submission_for
+from .datasets import file_statistics
 from .models import ACTIVE_STATUSES, Status, Submission
 
 LOG_TAIL_BYTES = 64 * 1024
@@ -69,7 +72,10 @@ def campaign_status(request, pk):
         latest_status=Subquery(latest.values("status")[:1]),
         n_subs=Count("submissions"),
         n_active=Count("submissions", filter=Q(submissions__status__in=ACTIVE_STATUSES)),
-    ).values("id", "latest_id", "latest_status", "n_subs", "n_active")
+        # Originals define the total; recoveries add what they consumed of it.
+        files_total=Sum("submissions__files_total", filter=Q(submissions__recovery_parent=None)),
+        files_consumed=Sum("submissions__files_consumed"),
+    ).values("id", "latest_id", "latest_status", "n_subs", "n_active", "files_total", "files_consumed")
     stages = {
         r["id"]: {
             **r,
@@ -132,3 +138,38 @@ def job_output(request, pk, stream):
         raise Http404
     path = job.stdout_path if stream == "stdout" else job.stderr_path
     return render(request, "submissions/job_output.html", {"job": job, "stream": stream, "text": _tail(path)})
+
+
+FILE_LIST_LIMIT = 500
+
+
+def _statistics(sub):
+    return file_statistics(sub), handler_for(sub.experiment, sub.stage.campaign.data_handling or None)
+
+
+@login_required
+def submission_files(request, pk):
+    """File accounting of one submission (an htmx partial: a slow catalogue never blocks the page)."""
+    sub = get_submission_for(request, pk)
+    rows, error = [], ""
+    try:
+        stats, handler = _statistics(sub)
+        rows = [(label, handler.count(query)) for label, query in stats.items()]
+    except DataHandlerError as exc:
+        error = str(exc)
+    return render(request, "submissions/_files.html", {"sub": sub, "rows": rows, "error": error})
+
+
+@login_required
+def submission_file_list(request, pk, label):
+    """The files behind one number of the file accounting."""
+    sub = get_submission_for(request, pk)
+    stats, handler = _statistics(sub)
+    if label not in stats:
+        raise Http404
+    try:
+        names, error = handler.list_files(stats[label], limit=FILE_LIST_LIMIT), ""
+    except DataHandlerError as exc:
+        names, error = [], str(exc)
+    context = {"sub": sub, "label": label, "names": names, "error": error, "limit": FILE_LIST_LIMIT}
+    return render(request, "submissions/file_list.html", context)

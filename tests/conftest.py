@@ -5,8 +5,10 @@ import pytest
 from celery.contrib.testing.worker import start_worker
 from django.test import Client
 
+from campaigns.models import JobTypeRecovery, StageDependency
 from poms.celery import app
 from poms.models import Role
+from sam_adapter.catalog import CatalogHandler
 
 from .factories import ExperimentFactory, MembershipFactory, StageFactory, UserFactory
 
@@ -80,3 +82,21 @@ def beat(celery_worker):
     yield
     stop.set()
     thread.join()
+
+
+@pytest.fixture
+def chain(world):
+    """sim (located at 50 %) → reco; sim's job type recovers consumed_status then process_status."""
+    sim = world.production_stage
+    sim.completion_type, sim.completion_pct, sim.software_version = "located", 50, "v2"
+    sim.save()
+    JobTypeRecovery.objects.create(job_type=sim.job_type, position=0, recovery_type="consumed_status",
+                                   param_overrides=[["--memory=", "4000"]])  # fmt: skip
+    JobTypeRecovery.objects.create(job_type=sim.job_type, position=1, recovery_type="process_status")
+    reco = StageFactory(experiment=world.experiment, campaign=sim.campaign, creator=sim.creator, name="reco",
+                        job_type=sim.job_type, login_setup=sim.login_setup)  # fmt: skip
+    StageDependency.objects.create(upstream=sim, downstream=reco, file_pattern="%.root")
+    cat = CatalogHandler(world.experiment)
+    for i in range(4):
+        cat.declare(f"gen_{i}.root", dataset="gen_out", location="/pnfs")
+    return sim, reco, cat

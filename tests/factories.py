@@ -1,6 +1,7 @@
 """Factories for the Experiment → Campaign → Stage → Submission → Job chain."""
 
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import factory
@@ -9,8 +10,10 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from campaigns.models import Campaign, JobType, LoginSetup, Stage, Tag
+from campaigns.services import snapshot_config
 from poms.models import Experiment, Membership, Role
-from submissions.models import Job, StatusHistory, Submission
+from sam_adapter.models import FileStatus
+from submissions.models import Job, Status, StatusHistory, Submission
 
 BIN = Path(settings.BASE_DIR) / "bin"
 
@@ -123,3 +126,24 @@ class TagFactory(OwnedFactory):
         model = Tag
 
     name = factory.Sequence(lambda n: f"tag{n}")
+
+
+def processed_submission(world, stage, cat, dataset, consume, parent=None):
+    """A Completed submission whose job consumed `consume` of its project's files (others fail)
+    and declared a located child per consumed file."""
+    sub = SubmissionFactory(
+        stage=stage, status=Status.COMPLETED, recovery_parent=parent, snapshot=snapshot_config(stage)
+    )
+    # created is auto_now_add; outputs must be newer than the submission, so move it back.
+    Submission.objects.filter(pk=sub.pk).update(created=timezone.now() - timedelta(minutes=5))
+    project = cat.start_project(f"poms_{stage.name}_{sub.pk}", dataset, submission_id=sub.pk)
+    Submission.objects.filter(pk=sub.pk).update(params={"dataset": dataset, "project": project.name})
+    while (f := cat.next_file(project, "p1")) is not None:
+        if f.name in consume:
+            cat.declare(f"{stage.name}_{f.name}", parents=[f.name], version="v2", location="/pnfs/out")
+            cat.set_file_status(project, f.name, FileStatus.CONSUMED)
+        else:
+            cat.set_file_status(project, f.name, FileStatus.FAILED)
+    cat.end_process(project, "p1")
+    sub.refresh_from_db()
+    return sub

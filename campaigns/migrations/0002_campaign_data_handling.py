@@ -4,15 +4,18 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('campaigns', '0001_initial'),
+        ("campaigns", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='campaign',
-            name='data_handling',
-            field=models.CharField(blank=True, choices=[('', 'default'), ('catalog', 'built-in catalogue'), ('samweb', 'SAM')], max_length=20),
+            model_name="campaign",
+            name="data_handling",
+            field=models.CharField(
+                blank=True,
+                choices=[("", "default"), ("catalog", "built-in catalogue"), ("samweb", "SAM")],
+                max_length=20,
+            ),
         ),
     ]

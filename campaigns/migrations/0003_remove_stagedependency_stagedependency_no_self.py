@@ -4,14 +4,13 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('campaigns', '0002_campaign_data_handling'),
+        ("campaigns", "0002_campaign_data_handling"),
     ]
 
     operations = [
         migrations.RemoveConstraint(
-            model_name='stagedependency',
-            name='stagedependency_no_self',
+            model_name="stagedependency",
+            name="stagedependency_no_self",
         ),
     ]

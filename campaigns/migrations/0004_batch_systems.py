@@ -4,15 +4,22 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('campaigns', '0003_remove_stagedependency_stagedependency_no_self'),
+        ("campaigns", "0003_remove_stagedependency_stagedependency_no_self"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='jobtype',
-            name='batch_system',
-            field=models.CharField(choices=[('local', 'local (processes on this host)'), ('slurm', 'Slurm'), ('jobsub', 'jobsub_lite (Fermilab HTCondor)')], default='local', max_length=20),
+            model_name="jobtype",
+            name="batch_system",
+            field=models.CharField(
+                choices=[
+                    ("local", "local (processes on this host)"),
+                    ("slurm", "Slurm"),
+                    ("jobsub", "jobsub_lite (Fermilab HTCondor)"),
+                ],
+                default="local",
+                max_length=20,
+            ),
         ),
     ]

@@ -4,30 +4,29 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('submissions', '0002_abort_requested'),
+        ("submissions", "0002_abort_requested"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='submission',
-            name='files_consumed',
+            model_name="submission",
+            name="files_consumed",
             field=models.IntegerField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='submission',
-            name='files_failed',
+            model_name="submission",
+            name="files_failed",
             field=models.IntegerField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='submission',
-            name='files_generated',
+            model_name="submission",
+            name="files_generated",
             field=models.IntegerField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='submission',
-            name='files_total',
+            model_name="submission",
+            name="files_total",
             field=models.IntegerField(blank=True, null=True),
         ),
     ]

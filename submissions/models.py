@@ -82,6 +82,8 @@ class Submission(Owned):
     files_failed = models.IntegerField(null=True, blank=True)
     files_generated = models.IntegerField(null=True, blank=True)
     polled = models.DateTimeField(null=True, blank=True)
+    # Fingerprint of the last poll's observations: an unchanged submission is skipped whole.
+    poll_digest = models.CharField(max_length=32, blank=True)
     poll_error = models.TextField(blank=True)
 
     objects = SubmissionQuerySet.as_manager()

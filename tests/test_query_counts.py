@@ -5,6 +5,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from launches.models import HeldLaunch
 from submissions.models import Status
 from tests.factories import CampaignFactory, JobFactory, SubmissionFactory, TagFactory
 
@@ -26,6 +27,9 @@ def grow(world, kind, n):
             campaign.tags.add(TagFactory(experiment=world.experiment, creator=world.users["production"]))
     elif kind == "submissions":
         SubmissionFactory.create_batch(n, stage=stage, status=Status.FAILED)
+    elif kind == "held":
+        for _ in range(n):
+            HeldLaunch.objects.create(stage=stage, launcher=world.users["production"], launcher_role="production")
     elif kind == "jobs":
         sub = stage.submissions.first() or SubmissionFactory(stage=stage)
         JobFactory.create_batch(n, submission=sub)
@@ -36,8 +40,15 @@ PAGES = {
     "submissions": lambda world: reverse("submissions:stage_table", args=[world.production_stage.pk]),
     "jobs": lambda world: reverse("submissions:detail", args=[_first_sub(world)]),
     "dashboard": lambda world: reverse("submissions:dashboard"),
+    "queued launches": lambda world: reverse("launches:held"),
 }
-GROWS = {"campaigns": "campaigns", "submissions": "submissions", "jobs": "jobs", "dashboard": "submissions"}
+GROWS = {
+    "campaigns": "campaigns",
+    "submissions": "submissions",
+    "jobs": "jobs",
+    "dashboard": "submissions",
+    "queued launches": "held",
+}
 
 
 def _first_sub(world):

@@ -33,6 +33,10 @@ MATRIX = {
     "queued launches page": [200, 200, 200, 200, 403, 302],
     "hold all launches": [403, 403, 403, 302, 403, 302],
     "abort production submission": [403, 302, 302, 302, 403, 302],
+    "kick production submission": [403, 302, 302, 302, 403, 302],
+    "recover production submission": [403, 302, 302, 302, 403, 302],
+    "file accounting": [200, 200, 200, 200, 403, 302],
+    "api tokens page": [200, 200, 200, 200, 200, 302],
 }
 
 
@@ -61,6 +65,14 @@ def request_for(world, action, sub):
         "queued launches page": ("get", reverse("launches:held")),
         "hold all launches": ("post", reverse("launches:switch", args=["hold"])),
         "abort production submission": ("post", reverse("launches:abort", args=[sub.pk])),
+        "kick production submission": ("post", reverse("launches:kick", args=[sub.pk, "completed"])),
+        "recover production submission": (
+            "post",
+            reverse("launches:recover", args=[sub.pk]),
+            {"recovery_type": "consumed_status"},
+        ),
+        "file accounting": ("get", reverse("submissions:files", args=[sub.pk])),
+        "api tokens page": ("get", reverse("api_tokens")),
     }[action]
 
 

@@ -13,6 +13,7 @@ urlpatterns = [
     path("", include("campaigns.urls")),
     path("", include("submissions.urls")),
     path("", include("launches.urls")),
+    path("catalog/api/", include("sam_adapter.urls")),
 ]
 
 handler403 = "poms.errors.forbidden"

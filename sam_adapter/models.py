@@ -26,7 +26,9 @@ class CatalogFile(models.Model):
     # Where the file physically is; empty means declared but not located ("availability physical" fails).
     location = models.CharField(max_length=500, blank=True)
     declared_by_submission = models.BigIntegerField(null=True, blank=True)
-    parents = models.ManyToManyField("self", symmetrical=False, through="Parentage", related_name="children")
+    parents = models.ManyToManyField(
+        "self", symmetrical=False, through="Parentage", through_fields=("child", "parent"), related_name="children"
+    )
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["experiment", "name"], name="catalogfile_unique_name")]

@@ -1,6 +1,8 @@
-"""Load the demo experiment: users with each role, a login setup, a job type that submits a
-real payload to the local batch system, campaign mc_demo (gen → sim → reco) and an analyst's
-own campaign. Safe to run again: existing rows are kept."""
+"""Load the demo experiment: users with each role, a login setup, job types that submit a real
+payload to the local batch system, campaign mc_demo (gen → sim → reco) and an analyst's own
+campaign. gen declares its outputs into the catalogue; sim and reco start a project over their
+input dataset and their jobs consume it file by file (bin/demo_payload, bin/poms_catalog).
+Safe to run again: existing rows are kept."""
 
 import os
 
@@ -50,20 +52,37 @@ class Command(BaseCommand):
             defaults={
                 **owned,
                 "launch_setup": f"export DEMO_FAIL_FRACTION={opts['fail_fraction']} DEMO_SLEEP={opts['sleep']}"
-                " DEMO_DATASET=%(dataset)s",
+                " DEMO_DATASET=%(dataset)s DEMO_VERSION=%(version)s",
             },
         )
+        parameters = [
+            ["-N ", str(opts["jobs"])],
+            ["--queue-delay ", "2"],
+            ["-- ", str(bin_dir / "demo_payload")],
+        ]
         job_type, _ = JobType.objects.get_or_create(
             name="demo-payload",
             experiment=exp,
             defaults={
                 **owned,
                 "launch_script": str(bin_dir / "poms_local_submit"),
-                "definition_parameters": [
-                    ["-N ", str(opts["jobs"])],
-                    ["--queue-delay ", "2"],
-                    ["-- ", str(bin_dir / "demo_payload")],
-                ],
+                "definition_parameters": parameters,
+                "output_file_patterns": "%.root",
+            },
+        )
+        # Stages that read a dataset: the launch starts the project its jobs take files from (and
+        # reports it to POMS) before it submits; a missing dataset fails the launch, not the jobs.
+        # $POMS4_… are the launch's environment, expanded by the launch shell; %(dataset)s arrives
+        # shell-quoted from compose.
+        consumer, _ = JobType.objects.get_or_create(
+            name="demo-consumer",
+            experiment=exp,
+            defaults={
+                **owned,
+                "launch_script": 'export DEMO_PROJECT="poms_${POMS4_CAMPAIGN_STAGE_NAME}_${POMS4_SUBMISSION_ID}" && '
+                f'{bin_dir / "poms_catalog"} start-project --project "$DEMO_PROJECT" --dataset %(dataset)s && '
+                f"{bin_dir / 'poms_local_submit'}",
+                "definition_parameters": parameters,
                 "output_file_patterns": "%.root",
             },
         )
@@ -72,17 +91,17 @@ class Command(BaseCommand):
         )
         campaign.tags.add(Tag.objects.get_or_create(name="demo", experiment=exp, defaults=owned)[0])
         stages = {}
-        for name, dataset, stage_type in [
-            ("gen", "", "generator"),
-            ("sim", "from_parent", "regular"),
-            ("reco", "from_parent", "regular"),
+        for name, dataset, stage_type, kind in [
+            ("gen", "", "generator", job_type),
+            ("sim", "from_parent", "regular", consumer),
+            ("reco", "from_parent", "regular", consumer),
         ]:
             stages[name], _ = Stage.objects.get_or_create(
                 name=name,
                 campaign=campaign,
                 defaults={
                     **owned,
-                    "job_type": job_type,
+                    "job_type": kind,
                     "login_setup": login,
                     "dataset": dataset,
                     "stage_type": stage_type,

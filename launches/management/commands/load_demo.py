@@ -30,6 +30,10 @@ class Command(BaseCommand):
         parser.add_argument("--jobs", type=int, default=5, help="jobs per launch")
         parser.add_argument("--fail-fraction", default=os.environ.get("POMS_DEMO_FAIL_FRACTION", "0.2"))
         parser.add_argument("--sleep", default=os.environ.get("POMS_DEMO_SLEEP", "6"))
+        parser.add_argument(
+            "--batch", choices=["local", "slurm"], default=os.environ.get("POMS_DEMO_BATCH", "local"),
+            help="batch system of the demo job types (POMS_DEMO_BATCH); switching rewrites them",
+        )  # fmt: skip
 
     @transaction.atomic
     def handle(self, *args, **opts):
@@ -46,44 +50,43 @@ class Command(BaseCommand):
         prod = users["prod"]
         owned = {"experiment": exp, "creator": prod, "creator_role": Role.PRODUCTION}
         bin_dir = settings.BASE_DIR / "bin"
-        login, _ = LoginSetup.objects.get_or_create(
+        login, _ = LoginSetup.objects.update_or_create(
             name="demo-local",
             experiment=exp,
             defaults={
                 **owned,
                 "launch_setup": f"export DEMO_FAIL_FRACTION={opts['fail_fraction']} DEMO_SLEEP={opts['sleep']}"
-                " DEMO_DATASET=%(dataset)s DEMO_VERSION=%(version)s",
+                f" DEMO_DATASET=%(dataset)s DEMO_VERSION=%(version)s POMS_DEMO_BIN={bin_dir}",
             },
         )
-        parameters = [
-            ["-N ", str(opts["jobs"])],
-            ["--queue-delay ", "2"],
-            ["-- ", str(bin_dir / "demo_payload")],
-        ]
-        job_type, _ = JobType.objects.get_or_create(
+        submit, parameters = self.submit_command(opts, bin_dir)
+        # update_or_create: switching POMS_DEMO_BATCH takes effect on an existing demo too.
+        job_type, _ = JobType.objects.update_or_create(
             name="demo-payload",
             experiment=exp,
             defaults={
                 **owned,
-                "launch_script": str(bin_dir / "poms_local_submit"),
+                "launch_script": submit,
                 "definition_parameters": parameters,
                 "output_file_patterns": "%.root",
+                "batch_system": opts["batch"],
             },
         )
         # Stages that read a dataset: the launch starts the project its jobs take files from (and
         # reports it to POMS) before it submits; a missing dataset fails the launch, not the jobs.
         # $POMS4_… are the launch's environment, expanded by the launch shell; %(dataset)s arrives
         # shell-quoted from compose.
-        consumer, _ = JobType.objects.get_or_create(
+        consumer, _ = JobType.objects.update_or_create(
             name="demo-consumer",
             experiment=exp,
             defaults={
                 **owned,
                 "launch_script": 'export DEMO_PROJECT="poms_${POMS4_CAMPAIGN_STAGE_NAME}_${POMS4_SUBMISSION_ID}" && '
                 f'{bin_dir / "poms_catalog"} start-project --project "$DEMO_PROJECT" --dataset %(dataset)s && '
-                f"{bin_dir / 'poms_local_submit'}",
+                f"{submit}",
                 "definition_parameters": parameters,
                 "output_file_patterns": "%.root",
+                "batch_system": opts["batch"],
             },
         )
         campaign, _ = Campaign.objects.get_or_create(
@@ -122,4 +125,25 @@ class Command(BaseCommand):
             defaults={**analyst, "job_type": job_type, "login_setup": login, "vo_role": "Analysis",
                       "completion_type": "complete", "dataset": "run1,run2,run3", "split_type": "list"},
         )  # fmt: skip
+        self.stdout.write(f"demo jobs run on the {opts['batch']} batch system")
         self.stdout.write(f"demo experiment ready; users {', '.join(users)} (password {PASSWORD!r})")
+
+    @staticmethod
+    def submit_command(opts, bin_dir):
+        """The demo's submit command and parameters for the chosen batch system."""
+        payload = str(bin_dir / "demo_payload")
+        if opts["batch"] == "slurm":
+            out = settings.VAR_DIR / "slurm" / "demo-out"
+            out.mkdir(parents=True, exist_ok=True)
+            # %%A_%%a: Slurm's own job and array-task placeholders, passed through compose.
+            return "sbatch", [
+                ["--array=", f"0-{opts['jobs'] - 1}"],
+                ["-o ", f"{out}/%%A_%%a.out"],
+                ["-e ", f"{out}/%%A_%%a.err"],
+                ["", payload],
+            ]
+        return str(bin_dir / "poms_local_submit"), [
+            ["-N ", str(opts["jobs"])],
+            ["--queue-delay ", "2"],
+            ["-- ", payload],
+        ]

@@ -10,7 +10,7 @@ from django.utils import timezone
 from campaigns.models import RecoveryType
 from sam_adapter import query as q
 from sam_adapter.interface import DataHandlerError
-from submissions.datasets import config_of_submission, handler_of, output_patterns, pattern_query
+from submissions.datasets import config_of_submission, handler_of, output_patterns, pattern_query, with_constraints
 from submissions.models import Submission
 
 from .models import FollowUp
@@ -40,7 +40,7 @@ def recovery_query(kind, sub, handler):
         version, depth = stage.get("software_version") or None, stage.get("output_ancestor_depth") or 1
         with_kids = None
         for pattern in output_patterns(sub):
-            node = pattern_query(pattern, version=version, created_after=sub.created)
+            node = with_constraints(pattern_query(pattern), version=version, created_after=sub.created)
             part = q.ParentsOf(node, depth)
             with_kids = part if with_kids is None else q.And(with_kids, part)
         return q.Minus(q.ProjectSnapshot(project), with_kids)

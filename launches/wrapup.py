@@ -13,7 +13,7 @@ from poms.permissions import actor_as
 from sam_adapter import query as q
 from sam_adapter.interface import DataHandlerError
 from submissions import services as ledger
-from submissions.datasets import config_of_submission, handler_of, located_outputs, output_patterns
+from submissions.datasets import config_of_submission, handler_of, located_outputs
 from submissions.models import Status, Submission
 
 from .dependencies import dependency_dataset_name, launch_dependents
@@ -87,7 +87,7 @@ def located_counts(sub, stage):
     if project:
         summary = handler.project_summary(project)
         consumed = summary.count(q.CONSUMED, q.COMPLETED)
-        found = min(handler.count(located_outputs(sub, pattern)) for pattern in output_patterns(sub))
+        found = handler.count(located_outputs(sub))
         return found, consumed * pct
     # No project (e.g. generator stages): the dataset the jobs declared, against the job count.
     name = dependency_dataset_name(sub, 1)

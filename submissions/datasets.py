@@ -21,12 +21,12 @@ def config_of_submission(sub):
     return config_of(sub.stage)
 
 
-def pattern_query(pattern, **match):
+def pattern_query(pattern):
     """A file-name pattern as POMS allows it: SQL LIKE, or a raw SAM dims fragment if it has spaces."""
     pattern = pattern.strip().replace("%%", "%")
     if " " in pattern:
         return q.Raw("samweb", pattern)
-    return q.Match(name_like=pattern, **match)
+    return q.Match(name_like=pattern)
 
 
 def output_patterns(sub):
@@ -39,23 +39,34 @@ def output_patterns(sub):
     return [p.strip() for p in patterns if p.strip()] or ["%"]
 
 
-def located_outputs(sub, pattern):
-    """Inputs of the submission's project that have located children matching `pattern`."""
+def located_outputs(sub):
+    """Inputs of the submission's project with located children for every output pattern —
+    one chain of ANDs as POMS counts it (a pattern repeating the previous one is skipped)."""
     cfg = config_of_submission(sub)["stage"]
-    children = _with(pattern_query(pattern), version=cfg.get("software_version") or None, created_after=sub.created,
-                     availability="physical")  # fmt: skip
-    return q.And(q.ProjectSnapshot(sub.params["project"]), q.ParentsOf(children, cfg.get("output_ancestor_depth") or 1))
+    version, depth = cfg.get("software_version") or None, cfg.get("output_ancestor_depth") or 1
+    found, previous = q.ProjectSnapshot(sub.params["project"]), None
+    for pattern in output_patterns(sub):
+        if pattern == previous:
+            continue
+        previous = pattern
+        children = with_constraints(
+            pattern_query(pattern), version=version, created_after=sub.created, availability="physical"
+        )
+        found = q.And(found, q.ParentsOf(children, depth))
+    return found
 
 
 def outputs_of(sub, pattern):
     """The submission's output files matching `pattern` (POMS dependency dims)."""
     cfg = config_of_submission(sub)["stage"]
     depth = cfg.get("output_ancestor_depth") or 1
-    match = _with(pattern_query(pattern), version=cfg.get("software_version") or None, created_after=sub.created)
+    match = with_constraints(
+        pattern_query(pattern), version=cfg.get("software_version") or None, created_after=sub.created
+    )
     return q.And(q.ChildrenOf(q.ProjectSnapshot(sub.params["project"]), depth), match)
 
 
-def _with(node, **fields):
+def with_constraints(node, **fields):
     """Add constraints to a Match; a raw fragment is ANDed with a Match of them."""
     fields = {k: v for k, v in fields.items() if v is not None}
     if isinstance(node, q.Match):
@@ -78,7 +89,8 @@ def file_statistics(sub):
     all_kids = base
     for pattern in patterns:
         all_kids = q.And(
-            all_kids, q.ParentsOf(_with(pattern_query(pattern), version=version, created_after=sub.created), depth)
+            all_kids,
+            q.ParentsOf(with_constraints(pattern_query(pattern), version=version, created_after=sub.created), depth),
         )
     kids_located = q.And(base, q.ParentsOf(q.Match(version=version, availability="physical"), depth))
     outputs = None

@@ -5,26 +5,44 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('launches', '0001_initial'),
-        ('submissions', '0003_submission_files_consumed_submission_files_failed_and_more'),
+        ("launches", "0001_initial"),
+        ("submissions", "0003_submission_files_consumed_submission_files_failed_and_more"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='FollowUp',
+            name="FollowUp",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('recovery', 'recovery'), ('dependent', 'dependent')], max_length=10)),
-                ('position', models.PositiveIntegerField(help_text='recovery list position, or dependency index')),
-                ('dataset', models.CharField(blank=True, max_length=255)),
-                ('created', models.DateTimeField(auto_now_add=True)),
-                ('launched', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='submissions.submission')),
-                ('submission', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='submissions.submission')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "kind",
+                    models.CharField(choices=[("recovery", "recovery"), ("dependent", "dependent")], max_length=10),
+                ),
+                ("position", models.PositiveIntegerField(help_text="recovery list position, or dependency index")),
+                ("dataset", models.CharField(blank=True, max_length=255)),
+                ("created", models.DateTimeField(auto_now_add=True)),
+                (
+                    "launched",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="submissions.submission",
+                    ),
+                ),
+                (
+                    "submission",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="submissions.submission"
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('submission', 'kind', 'position'), name='followup_once')],
+                "constraints": [
+                    models.UniqueConstraint(fields=("submission", "kind", "position"), name="followup_once")
+                ],
             },
         ),
     ]

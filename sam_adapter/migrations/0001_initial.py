@@ -6,129 +6,193 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('poms', '0003_callbacktoken'),
+        ("poms", "0003_callbacktoken"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='CatalogFile',
+            name="CatalogFile",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=255)),
-                ('size', models.BigIntegerField(default=0)),
-                ('checksum', models.CharField(blank=True, max_length=100)),
-                ('metadata', models.JSONField(blank=True, default=dict)),
-                ('version', models.CharField(blank=True, max_length=100)),
-                ('run_number', models.IntegerField(blank=True, null=True)),
-                ('subrun', models.IntegerField(blank=True, null=True)),
-                ('event_count', models.IntegerField(blank=True, null=True)),
-                ('created', models.DateTimeField(default=django.utils.timezone.now)),
-                ('end_time', models.DateTimeField(blank=True, null=True)),
-                ('location', models.CharField(blank=True, max_length=500)),
-                ('declared_by_submission', models.BigIntegerField(blank=True, null=True)),
-                ('experiment', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='poms.experiment')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=255)),
+                ("size", models.BigIntegerField(default=0)),
+                ("checksum", models.CharField(blank=True, max_length=100)),
+                ("metadata", models.JSONField(blank=True, default=dict)),
+                ("version", models.CharField(blank=True, max_length=100)),
+                ("run_number", models.IntegerField(blank=True, null=True)),
+                ("subrun", models.IntegerField(blank=True, null=True)),
+                ("event_count", models.IntegerField(blank=True, null=True)),
+                ("created", models.DateTimeField(default=django.utils.timezone.now)),
+                ("end_time", models.DateTimeField(blank=True, null=True)),
+                ("location", models.CharField(blank=True, max_length=500)),
+                ("declared_by_submission", models.BigIntegerField(blank=True, null=True)),
+                (
+                    "experiment",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="poms.experiment"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Parentage',
+            name="Parentage",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('child', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='sam_adapter.catalogfile')),
-                ('parent', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='sam_adapter.catalogfile')),
-            ],
-        ),
-        migrations.AddField(
-            model_name='catalogfile',
-            name='parents',
-            field=models.ManyToManyField(related_name='children', through='sam_adapter.Parentage', to='sam_adapter.catalogfile'),
-        ),
-        migrations.CreateModel(
-            name='Project',
-            fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=255)),
-                ('dataset', models.CharField(max_length=255)),
-                ('submission_id', models.BigIntegerField(blank=True, null=True)),
-                ('status', models.CharField(default='running', max_length=20)),
-                ('created', models.DateTimeField(auto_now_add=True)),
-                ('ended', models.DateTimeField(blank=True, null=True)),
-                ('experiment', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='poms.experiment')),
-            ],
-        ),
-        migrations.CreateModel(
-            name='ProjectFile',
-            fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('delivered', 'Delivered'), ('consumed', 'Consumed'), ('failed', 'Failed'), ('skipped', 'Skipped'), ('unknown', 'Unknown')], default='pending', max_length=10)),
-                ('process', models.CharField(blank=True, max_length=100)),
-                ('updated', models.DateTimeField(auto_now=True)),
-                ('file', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='sam_adapter.catalogfile')),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='files', to='sam_adapter.project')),
-            ],
-        ),
-        migrations.CreateModel(
-            name='Snapshot',
-            fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created', models.DateTimeField(auto_now_add=True)),
-                ('experiment', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='poms.experiment')),
-                ('files', models.ManyToManyField(related_name='+', to='sam_adapter.catalogfile')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "child",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="sam_adapter.catalogfile"
+                    ),
+                ),
+                (
+                    "parent",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="sam_adapter.catalogfile"
+                    ),
+                ),
             ],
         ),
         migrations.AddField(
-            model_name='project',
-            name='snapshot',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='sam_adapter.snapshot'),
+            model_name="catalogfile",
+            name="parents",
+            field=models.ManyToManyField(
+                related_name="children", through="sam_adapter.Parentage", to="sam_adapter.catalogfile"
+            ),
         ),
         migrations.CreateModel(
-            name='NamedDataset',
+            name="Project",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=255)),
-                ('query', models.JSONField(blank=True, help_text='serialised query; null = explicit file list', null=True)),
-                ('created', models.DateTimeField(auto_now_add=True)),
-                ('updated', models.DateTimeField(auto_now=True)),
-                ('experiment', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='poms.experiment')),
-                ('files', models.ManyToManyField(blank=True, related_name='+', to='sam_adapter.catalogfile')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=255)),
+                ("dataset", models.CharField(max_length=255)),
+                ("submission_id", models.BigIntegerField(blank=True, null=True)),
+                ("status", models.CharField(default="running", max_length=20)),
+                ("created", models.DateTimeField(auto_now_add=True)),
+                ("ended", models.DateTimeField(blank=True, null=True)),
+                (
+                    "experiment",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="poms.experiment"
+                    ),
+                ),
+            ],
+        ),
+        migrations.CreateModel(
+            name="ProjectFile",
+            fields=[
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("delivered", "Delivered"),
+                            ("consumed", "Consumed"),
+                            ("failed", "Failed"),
+                            ("skipped", "Skipped"),
+                            ("unknown", "Unknown"),
+                        ],
+                        default="pending",
+                        max_length=10,
+                    ),
+                ),
+                ("process", models.CharField(blank=True, max_length=100)),
+                ("updated", models.DateTimeField(auto_now=True)),
+                (
+                    "file",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="sam_adapter.catalogfile"
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="files", to="sam_adapter.project"
+                    ),
+                ),
+            ],
+        ),
+        migrations.CreateModel(
+            name="Snapshot",
+            fields=[
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("created", models.DateTimeField(auto_now_add=True)),
+                (
+                    "experiment",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="poms.experiment"
+                    ),
+                ),
+                ("files", models.ManyToManyField(related_name="+", to="sam_adapter.catalogfile")),
+            ],
+        ),
+        migrations.AddField(
+            model_name="project",
+            name="snapshot",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="+", to="sam_adapter.snapshot"
+            ),
+        ),
+        migrations.CreateModel(
+            name="NamedDataset",
+            fields=[
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=255)),
+                (
+                    "query",
+                    models.JSONField(blank=True, help_text="serialised query; null = explicit file list", null=True),
+                ),
+                ("created", models.DateTimeField(auto_now_add=True)),
+                ("updated", models.DateTimeField(auto_now=True)),
+                (
+                    "experiment",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="poms.experiment"
+                    ),
+                ),
+                ("files", models.ManyToManyField(blank=True, related_name="+", to="sam_adapter.catalogfile")),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('experiment', 'name'), name='nameddataset_unique_name')],
+                "constraints": [
+                    models.UniqueConstraint(fields=("experiment", "name"), name="nameddataset_unique_name")
+                ],
             },
         ),
         migrations.AddIndex(
-            model_name='parentage',
-            index=models.Index(fields=['child', 'parent'], name='parentage_by_child'),
+            model_name="parentage",
+            index=models.Index(fields=["child", "parent"], name="parentage_by_child"),
         ),
         migrations.AddConstraint(
-            model_name='parentage',
-            constraint=models.UniqueConstraint(fields=('parent', 'child'), name='parentage_unique'),
+            model_name="parentage",
+            constraint=models.UniqueConstraint(fields=("parent", "child"), name="parentage_unique"),
         ),
         migrations.AddIndex(
-            model_name='catalogfile',
-            index=models.Index(fields=['experiment', 'version', 'created'], name='catalogfile_version_created'),
+            model_name="catalogfile",
+            index=models.Index(fields=["experiment", "version", "created"], name="catalogfile_version_created"),
         ),
         migrations.AddIndex(
-            model_name='catalogfile',
-            index=models.Index(fields=['declared_by_submission'], name='catalogfile_by_submission'),
+            model_name="catalogfile",
+            index=models.Index(fields=["declared_by_submission"], name="catalogfile_by_submission"),
         ),
         migrations.AddConstraint(
-            model_name='catalogfile',
-            constraint=models.UniqueConstraint(fields=('experiment', 'name'), name='catalogfile_unique_name'),
+            model_name="catalogfile",
+            constraint=models.UniqueConstraint(fields=("experiment", "name"), name="catalogfile_unique_name"),
         ),
         migrations.AddIndex(
-            model_name='projectfile',
-            index=models.Index(condition=models.Q(('status', 'pending')), fields=['project', 'id'], name='projectfile_pending'),
+            model_name="projectfile",
+            index=models.Index(
+                condition=models.Q(("status", "pending")), fields=["project", "id"], name="projectfile_pending"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='projectfile',
-            constraint=models.UniqueConstraint(fields=('project', 'file'), name='projectfile_unique'),
+            model_name="projectfile",
+            constraint=models.UniqueConstraint(fields=("project", "file"), name="projectfile_unique"),
         ),
         migrations.AddConstraint(
-            model_name='project',
-            constraint=models.UniqueConstraint(fields=('experiment', 'name'), name='project_unique_name'),
+            model_name="project",
+            constraint=models.UniqueConstraint(fields=("experiment", "name"), name="project_unique_name"),
         ),
     ]

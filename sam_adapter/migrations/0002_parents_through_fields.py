@@ -4,15 +4,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('sam_adapter', '0001_initial'),
+        ("sam_adapter", "0001_initial"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='catalogfile',
-            name='parents',
-            field=models.ManyToManyField(related_name='children', through='sam_adapter.Parentage', through_fields=('child', 'parent'), to='sam_adapter.catalogfile'),
+            model_name="catalogfile",
+            name="parents",
+            field=models.ManyToManyField(
+                related_name="children",
+                through="sam_adapter.Parentage",
+                through_fields=("child", "parent"),
+                to="sam_adapter.catalogfile",
+            ),
         ),
     ]

@@ -13,6 +13,8 @@ from campaigns.models import Stage, StageType
 from campaigns.services import config_of, snapshot_config
 from poms.permissions import allowed
 from poms.tokens import issue_callback_token
+from sam_adapter.backends import handler_for
+from sam_adapter.interface import DataHandlerError
 from submissions import services as ledger
 from submissions.models import Status, Submission
 
@@ -20,7 +22,7 @@ from . import batch
 from .compose import ComposeError, compose
 from .models import HeldLaunch, LaunchHold
 from .runners import RunnerError, runner_for
-from .splits import SplitError, SplitsExhausted, split_type_for
+from .splits import SplitError, SplitsExhausted, next_split
 
 log = logging.getLogger(__name__)
 
@@ -52,15 +54,23 @@ def require(actor, obj, need):
         raise PermissionDenied(f"Your acting role ({actor.role}) may not {need} on {obj}.")
 
 
-def _pick_dataset(stage, test, dataset):
-    """Explicit dataset, else the split type advances its cursor (stage row locked by caller)."""
+def _pick_dataset(stage, test, dataset, *, dry=False):
+    """Explicit dataset, else the stage's split type picks the next slice and its new cursor.
+
+    The caller holds the stage row lock, so two launches never take the same slice. A dry run
+    defines nothing and its cursor is thrown away."""
     if dataset is not None:
         return dataset, stage.split_cursor
-    spec = stage.test_split_type if test and stage.test_split_type else stage.split_type
+
+    def handler():
+        return handler_for(stage.experiment, stage.campaign.data_handling or None)
+
     try:
-        return split_type_for(spec).next(stage.dataset, stage.split_cursor)
+        return next_split(stage, test=test, handler=handler, dry=dry)
     except (SplitsExhausted, SplitError) as exc:
         raise LaunchError(str(exc)) from exc
+    except DataHandlerError as exc:
+        raise LaunchError(f"The data handling service could not give the next split: {exc}") from exc
 
 
 def dry_run(stage, *, actor, dataset=None, test=False, overrides=()):
@@ -68,7 +78,7 @@ def dry_run(stage, *, actor, dataset=None, test=False, overrides=()):
     require(actor, stage, "act")
     test = test or stage.campaign.is_test
     if dataset is None:
-        dataset, _ = _pick_dataset(stage, test, None)
+        dataset, _ = _pick_dataset(stage, test, None, dry=True)
     try:
         return compose(config_of(stage), dataset=dataset, test=test, overrides=overrides, launcher=actor.user.username)
     except ComposeError as exc:
@@ -116,6 +126,9 @@ def _record_launch(stage, actor, dataset, parent, overrides, test):
     if cursor != stage.split_cursor:
         Stage.objects.filter(pk=stage.pk).update(split_cursor=cursor)
     params = {"dataset": chosen, "overrides": overrides}
+    if dataset is None:
+        # The shared config snapshot cannot hold a per-launch cursor; this one lets a user restore it.
+        params["split_cursor"] = stage.split_cursor
     if test:
         params["test"] = 1
     if parent is not None:

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import api, views
+from . import api, split_views, views
 
 app_name = "launches"
 urlpatterns = [
@@ -19,4 +19,5 @@ urlpatterns = [
     path("submissions/<int:pk>/recover/", views.launch_recovery, name="recover"),
     path("api/update_submission", api.update_submission, name="api_update_submission"),
     path("api/get_submission_id_for", api.get_submission_id_for, name="api_get_submission_id_for"),
+    *split_views.urlpatterns,
 ]

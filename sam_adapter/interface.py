@@ -45,3 +45,7 @@ class DataHandler(ABC):
     def process_recovery(self, project):
         """The query of files the project's processes did not finish (SAM
         recovery_dimensions?useProcess=1), or None when nothing needs recovering."""
+
+    @abstractmethod
+    def file_metadata(self, name) -> dict:
+        """A file's metadata in SAM's shape; `runs` is a list of [run, subrun, type]."""

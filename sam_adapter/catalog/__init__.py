@@ -149,6 +149,13 @@ class CatalogHandler(DataHandler):
             project=project, status=row.status, files_in_snapshot=row.snapshot.files.count(), counts=counts
         )
 
+    def file_metadata(self, name):
+        f = CatalogFile.objects.filter(experiment=self.experiment, name=name).first()
+        if f is None:
+            raise DataHandlerError(f"no file named {name!r} in the catalogue")
+        runs = [[f.run_number, f.subrun or 0, ""]] if f.run_number is not None else []
+        return {**f.metadata, "file_name": f.name, "runs": runs}
+
     def process_recovery(self, project):
         leftover = q.Minus(q.ProjectSnapshot(project), q.ProjectFiles(project, (q.CONSUMED_LIKE,)))
         return leftover if self.count(leftover) else None

@@ -11,7 +11,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from campaigns.models import Campaign, JobType, LoginSetup, Stage, StageDependency, Tag
+from campaigns.models import Campaign, JobType, JobTypeRecovery, LoginSetup, Stage, StageDependency, Tag
 from poms.models import Experiment, Membership, Role
 
 USERS = [
@@ -88,6 +88,10 @@ class Command(BaseCommand):
                 "output_file_patterns": "%.root",
                 "batch_system": opts["batch"],
             },
+        )
+        # Files that fail in sim/reco are retried once by a consumed_status recovery.
+        JobTypeRecovery.objects.get_or_create(
+            job_type=consumer, position=0, defaults={"recovery_type": "consumed_status"}
         )
         campaign, _ = Campaign.objects.get_or_create(
             name="mc_demo", experiment=exp, defaults={**owned, "keywords": {"energy": "1GeV"}}

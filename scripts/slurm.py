@@ -187,6 +187,20 @@ def _node_state():
     return result.stdout.strip().rstrip("*~#!%$@^-") if result.returncode == 0 else ""
 
 
+def _daemons_lost_their_directory():
+    """True when running daemons work in a directory that was deleted under them (a checkout
+    removed and cloned again at the same path): their spool and jobcomp log are gone too."""
+    for name in ("slurmctld", "slurmd"):
+        pids = subprocess.run(["pgrep", "-x", name], capture_output=True, text=True).stdout.split()
+        for pid in pids:
+            try:
+                if os.readlink(f"/proc/{pid}/cwd").endswith(" (deleted)") or not (VAR / "spool").is_dir():
+                    return True
+            except OSError:
+                continue
+    return False
+
+
 def _wait_until_gone(check, what):
     for _ in range(100):
         if not check():
@@ -200,12 +214,13 @@ def ensure_slurm():
     if not shutil.which("sbatch"):
         _install()
     _ensure_munge()
+    stale = _daemons_lost_their_directory()
     for d in ("state", "spool"):
         (VAR / d).mkdir(parents=True, exist_ok=True)
     JOBCOMP_LOG.touch(exist_ok=True)
     changed = _write_config()
-    if changed and (_ctld_up() or _slurmd_up()):
-        say("configuration changed: restarting slurmctld and slurmd")
+    if (changed or stale) and (_ctld_up() or _slurmd_up()):
+        say("configuration or state directory changed: restarting slurmctld and slurmd")
         _run(["scontrol", "shutdown"], check=False)
         _wait_until_gone(_ctld_up, "slurmctld")
         _wait_until_gone(_slurmd_up, "slurmd")

@@ -17,6 +17,7 @@ urlpatterns = [
     path("submissions/<int:pk>/abort/", views.abort_launch, name="abort"),
     path("submissions/<int:pk>/kick/<str:target>/", views.kick, name="kick"),
     path("submissions/<int:pk>/recover/", views.launch_recovery, name="recover"),
+    path("jobs/<int:pk>/<str:stream>/", views.job_output, name="job_output"),
     path("api/update_submission", api.update_submission, name="api_update_submission"),
     path("api/get_submission_id_for", api.get_submission_id_for, name="api_get_submission_id_for"),
     *split_views.urlpatterns,

@@ -14,10 +14,10 @@ from campaigns.models import RecoveryType
 from poms.header import acting
 from poms.permissions import request_actor
 from sam_adapter.interface import DataHandlerError
-from submissions.access import get_submission_for
+from submissions.access import get_job_for, get_submission_for
 from submissions.models import Status
 
-from . import control, recovery, services
+from . import batch, control, recovery, services
 from . import wrapup as workflow
 from .forms import LaunchForm
 from .models import HeldLaunch, LaunchHold
@@ -262,3 +262,16 @@ def launch_recovery(request, pk):
             else:
                 messages.info(request, "No recovery needed, launch skipped: no file matches.")
     return redirect("submissions:detail", pk=sub.pk)
+
+
+@login_required
+def job_output(request, pk, stream):
+    """A job's stdout or stderr, read or fetched through its batch system (jobsub_fetchlog, …)."""
+    job = get_job_for(request, pk)
+    if stream not in ("stdout", "stderr"):
+        raise Http404
+    try:
+        text, error = batch.get_backend(job.submission.batch_system).read_output(job, stream), ""
+    except batch.BatchError as exc:
+        text, error = "", str(exc)
+    return render(request, "submissions/job_output.html", {"job": job, "stream": stream, "text": text, "error": error})

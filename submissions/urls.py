@@ -10,7 +10,6 @@ urlpatterns = [
     path("submissions/<int:pk>/", views.submission_detail, name="detail"),
     path("submissions/<int:pk>/live/", views.submission_live, name="live"),
     path("submissions/<int:pk>/log/", views.launch_log, name="log"),
-    path("jobs/<int:pk>/<str:stream>/", views.job_output, name="job_output"),
     path("submissions/<int:pk>/files/", views.submission_files, name="files"),
     path("submissions/<int:pk>/files/<str:label>/", views.submission_file_list, name="file_list"),
 ]

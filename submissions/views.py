@@ -1,7 +1,5 @@
 """Pages and partials that show the ledger."""
 
-from pathlib import Path
-
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -13,14 +11,13 @@ from campaigns.access import get_campaign_for, get_stage_for
 from campaigns.models import Campaign
 from poms.header import acting
 from poms.lib.paging import keyset_asc, keyset_desc
+from poms.lib.text import tail_file
 from sam_adapter.backends import handler_for
 from sam_adapter.interface import DataHandlerError
 
-from .access import get_job_for, get_submission_for
+from .access import get_submission_for
 from .datasets import file_statistics
 from .models import ACTIVE_STATUSES, Status, Submission
-
-LOG_TAIL_BYTES = 64 * 1024
 
 
 @login_required
@@ -105,39 +102,17 @@ def _live_context(request, sub):
     return {"sub": sub, "history": list(sub.history.select_related("user")), "jobs": jobs}
 
 
-def _tail(path_text, limit=LOG_TAIL_BYTES):
-    if not path_text:
-        return ""
-    path = Path(path_text)
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(0, 2)
-            size = handle.tell()
-            handle.seek(max(0, size - limit))
-            data = handle.read()
-    except FileNotFoundError:
-        return ""
-    text = data.decode("utf-8", "replace")
-    return ("… (earlier output cut) …\n" + text) if size > limit else text
-
-
 @login_required
 def launch_log(request, pk):
     """The launch log's tail; answers 286 once the launch has ended, which stops htmx polling."""
     sub = get_submission_for(request, pk)
     done = sub.launch_finished is not None or sub.status != Status.NEW
     return render(
-        request, "submissions/_launch_log.html", {"sub": sub, "log": _tail(sub.launch_log)}, status=286 if done else 200
+        request,
+        "submissions/_launch_log.html",
+        {"sub": sub, "log": tail_file(sub.launch_log)},
+        status=286 if done else 200,
     )
-
-
-@login_required
-def job_output(request, pk, stream):
-    job = get_job_for(request, pk)
-    if stream not in ("stdout", "stderr"):
-        raise Http404
-    path = job.stdout_path if stream == "stdout" else job.stderr_path
-    return render(request, "submissions/job_output.html", {"job": job, "stream": stream, "text": _tail(path)})
 
 
 FILE_LIST_LIMIT = 500

@@ -3,6 +3,8 @@
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
+from poms.lib.text import tail_file
+
 
 class BatchError(Exception):
     """The batch system could not be asked or gave an answer we cannot read.
@@ -44,3 +46,7 @@ class BatchSystem(ABC):
 
     @abstractmethod
     def remove(self, targets): ...
+
+    def read_output(self, job, stream):
+        """The tail of a job's stdout/stderr; by default the file the poll reported."""
+        return tail_file(job.stdout_path if stream == "stdout" else job.stderr_path)

@@ -31,6 +31,7 @@ from pathlib import Path
 from django.conf import settings
 
 from poms.lib import proc
+from poms.lib.text import tail_file
 from submissions.models import JobState
 from submissions.observations import JobObservation
 
@@ -315,3 +316,14 @@ class JobsubBatch(BatchSystem):
                     os.replace(path, final)
                     fetched.append(final)
         return fetched
+
+    def read_output(self, job, stream):
+        """jobsub keeps job output on the schedd: fetch the job's sandbox once with
+        jobsub_fetchlog into the log root, then read its .out / .err."""
+        dest = Path(settings.POMS_LOG_ROOT) / "jobsub" / re.sub(r"[^\w.@-]", "_", job.batch_job_id)
+        files = [p for p in dest.rglob("*") if p.is_file()] if dest.is_dir() else []
+        if not files:
+            files = self.fetch_log(job.batch_job_id, dest)
+        suffix = ".out" if stream == "stdout" else ".err"
+        chosen = next((p for p in sorted(files) if p.name.endswith(suffix)), None)
+        return tail_file(chosen) if chosen else ""

@@ -17,7 +17,7 @@ from launches.batch.jobsub import JobsubBatch, observe, parse_ads
 from launches.control import control
 from poms.permissions import actor_for
 from submissions.models import JobState, Status
-from tests.factories import SubmissionFactory
+from tests.factories import JobFactory, SubmissionFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -433,3 +433,23 @@ def test_fetch_log_unpacks_a_jobs_sandbox(world, jobsub, tmp_path):
         jobsub.backend.fetch_log(f"999.0@{SCHEDD}", tmp_path / "logs")
     with pytest.raises(BatchError, match="not a jobsub job id"):
         jobsub.backend.fetch_log("12345", tmp_path / "logs")
+
+
+def test_the_job_table_fetches_a_jobsub_jobs_output_once(world, jobsub):
+    from django.urls import reverse
+
+    sub, cluster = launched(world, jobsub, n=1)
+    jobsub.set(f"{cluster}.0@{SCHEDD}", JobStatus=4)
+    job = polled(sub).jobs.get()
+    client = world.client("production")
+    page = client.get(reverse("launches:job_output", args=[job.pk, "stdout"])).content.decode()
+    assert f"fake job output of {cluster}.0@{SCHEDD}" in page
+    client.get(reverse("launches:job_output", args=[job.pk, "stderr"]))
+    assert len(jobsub.calls("jobsub_fetchlog")) == 1  # fetched once, then read from the log root
+    jobsub.monkeypatch.setenv("FAKE_JOBSUB_FAIL", "jobsub_fetchlog:error")
+    other = SubmissionFactory(stage=world.production_stage, batch_system="jobsub", batch_id=f"999@{SCHEDD}")
+    ghost = JobFactory(submission=other, batch_job_id=f"999.0@{SCHEDD}")
+    assert (
+        "Could not fetch the output"
+        in client.get(reverse("launches:job_output", args=[ghost.pk, "stdout"])).content.decode()
+    )

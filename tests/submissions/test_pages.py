@@ -29,10 +29,10 @@ def test_job_output_is_one_click_away(world, tmp_path):
     job = JobFactory(submission__stage=world.production_stage, stdout_path=str(out), stderr_path=str(err))
     client = world.client("analysis")
     detail = client.get(reverse("submissions:detail", args=[job.submission_id])).content.decode()
-    assert reverse("submissions:job_output", args=[job.pk, "stdout"]) in detail
-    assert b"hello from the job" in client.get(reverse("submissions:job_output", args=[job.pk, "stdout"])).content
-    assert b"art::Exception" in client.get(reverse("submissions:job_output", args=[job.pk, "stderr"])).content
-    assert client.get(reverse("submissions:job_output", args=[job.pk, "environ"])).status_code == 404
+    assert reverse("launches:job_output", args=[job.pk, "stdout"]) in detail
+    assert b"hello from the job" in client.get(reverse("launches:job_output", args=[job.pk, "stdout"])).content
+    assert b"art::Exception" in client.get(reverse("launches:job_output", args=[job.pk, "stderr"])).content
+    assert client.get(reverse("launches:job_output", args=[job.pk, "environ"])).status_code == 404
 
 
 def test_show_command_displays_the_script_and_creates_nothing(world):

@@ -5,9 +5,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from campaigns.models import StageDependency
 from launches.models import HeldLaunch
 from submissions.models import Status
-from tests.factories import CampaignFactory, JobFactory, SubmissionFactory, TagFactory
+from tests.factories import CampaignFactory, JobFactory, StageFactory, SubmissionFactory, TagFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -27,6 +28,14 @@ def grow(world, kind, n):
             campaign.tags.add(TagFactory(experiment=world.experiment, creator=world.users["production"]))
     elif kind == "submissions":
         SubmissionFactory.create_batch(n, stage=stage, status=Status.FAILED)
+    elif kind == "stages":
+        for _ in range(n):
+            downstream = StageFactory(
+                experiment=world.experiment, campaign=stage.campaign, creator=stage.creator,
+                job_type=stage.job_type, login_setup=stage.login_setup,
+            )  # fmt: skip
+            StageDependency.objects.create(upstream=stage, downstream=downstream)
+            SubmissionFactory(stage=downstream, files_total=10, files_consumed=5)
     elif kind == "held":
         for _ in range(n):
             HeldLaunch.objects.create(stage=stage, launcher=world.users["production"], launcher_role="production")
@@ -41,6 +50,8 @@ PAGES = {
     "jobs": lambda world: reverse("submissions:detail", args=[_first_sub(world)]),
     "dashboard": lambda world: reverse("submissions:dashboard"),
     "queued launches": lambda world: reverse("launches:held"),
+    "campaign overview": lambda world: reverse("campaigns:detail", args=[world.production_stage.campaign_id]),
+    "campaign status": lambda world: reverse("submissions:campaign_status", args=[world.production_stage.campaign_id]),
 }
 GROWS = {
     "campaigns": "campaigns",
@@ -48,6 +59,8 @@ GROWS = {
     "jobs": "jobs",
     "dashboard": "submissions",
     "queued launches": "held",
+    "campaign overview": "stages",
+    "campaign status": "stages",
 }
 
 

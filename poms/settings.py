@@ -173,6 +173,13 @@ POMS_LAUNCH_FAILED_AFTER = env_int("POMS_LAUNCH_FAILED_AFTER", 4 * 3600)
 POMS_PAGE_SIZE = env_int("POMS_PAGE_SIZE", 50)
 # Data handling backend for campaigns that do not choose one: "catalog" (built in) or "samweb".
 POMS_DATA_HANDLER = env_str("POMS_DATA_HANDLER", "catalog")
+# SAM web service of the samweb backend: base URL ("web" in the host becomes the experiment),
+# the client certificate for writes, TLS verification (true/false or a CA bundle path).
+POMS_SAM_BASE = env_str("POMS_SAM_BASE", "https://samweb.fnal.gov:8483")
+POMS_SAM_CERT = env_str("POMS_SAM_CERT") or None
+POMS_SAM_KEY = env_str("POMS_SAM_KEY") or None
+_sam_verify = env_str("POMS_SAM_VERIFY", "true")
+POMS_SAM_VERIFY = {"true": True, "false": False}.get(_sam_verify.lower(), _sam_verify)
 # The global switch for automatic recovery and dependent launches (POMS launch_recovery_jobs).
 POMS_LAUNCH_FOLLOWUPS = env_bool("POMS_LAUNCH_FOLLOWUPS", True)
 # A Completed submission whose outputs are not located after this long is Located anyway (flagged).

@@ -40,7 +40,10 @@ def recovery_query(kind, sub, handler):
         version, depth = stage.get("software_version") or None, stage.get("output_ancestor_depth") or 1
         with_kids = None
         for pattern in output_patterns(sub):
-            node = with_constraints(pattern_query(pattern), version=version, created_after=sub.created)
+            # Inputs without *located* kids, as SAM answers POMS's dims (no availability clause).
+            node = with_constraints(
+                pattern_query(pattern), version=version, created_after=sub.created, availability="physical"
+            )
             part = q.ParentsOf(node, depth)
             with_kids = part if with_kids is None else q.And(with_kids, part)
         return q.Minus(q.ProjectSnapshot(project), with_kids)
@@ -56,6 +59,8 @@ def launch_recovery_if_needed(sub, actor, only=None):
     to the original's project and then once more to that recovery's leftovers.
     `only` forces one recovery type (the manual "Launch recovery" button).
     """
+    if only is None and FollowUp.objects.filter(submission=sub, kind=FollowUp.RECOVERY).exists():
+        return True  # an earlier wrapup of `sub` launched its recovery: under way, nothing more to launch
     parent = sub.recovery_parent or sub
     recoveries = config_of_submission(parent)["recoveries"] if only is None else [{"type": only, "param_overrides": []}]
     handler = handler_of(sub)
@@ -107,7 +112,7 @@ def _launch(sub, parent, at, step, name, found, count, handler, actor):
             except LaunchHeld:
                 return True  # queued behind a hold (committed with this block): it runs when released
     except IntegrityError:
-        return False
+        return True  # an earlier wrapup launched this recovery already: it is under way, no dependents yet
     FollowUp.objects.filter(submission=sub, kind=FollowUp.RECOVERY, position=at).update(launched=new)
     log.info(
         "recovery %s of submission %s launched as %s on %s (%d files)", step["type"], parent.pk, new.pk, name, count

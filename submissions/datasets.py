@@ -57,11 +57,15 @@ def located_outputs(sub):
 
 
 def outputs_of(sub, pattern):
-    """The submission's output files matching `pattern` (POMS dependency dims)."""
+    """The submission's located output files matching `pattern` (POMS dependency dims, which SAM
+    answers with located files only: they carry no availability clause)."""
     cfg = config_of_submission(sub)["stage"]
     depth = cfg.get("output_ancestor_depth") or 1
     match = with_constraints(
-        pattern_query(pattern), version=cfg.get("software_version") or None, created_after=sub.created
+        pattern_query(pattern),
+        version=cfg.get("software_version") or None,
+        created_after=sub.created,
+        availability="physical",
     )
     return q.And(q.ChildrenOf(q.ProjectSnapshot(sub.params["project"]), depth), match)
 

@@ -274,7 +274,7 @@ def _pending_files(project, rhs):
         if parts is None:
             return None
         m, raw = parts
-        if _fields(m) - {"name_like"} != {"version", "created_after"}:
+        if not _located_or_unset(m) or _fields(m) - {"name_like", "availability"} != {"version", "created_after"}:
             return None
         opens, closes = "isparentof:( " * _depth(item.depth), ")" * item.depth
         bits = raw if raw is not None else f"file_name like {_pat(m)}"
@@ -286,6 +286,12 @@ def _pending_files(project, rhs):
     return text + ")"
 
 
+def _located_or_unset(m):
+    # POMS's pending-files and dependency dims carry no availability clause, so SAM answers them
+    # with located files: "physical" prints exactly as POMS printed it.
+    return m.availability in (None, "physical")
+
+
 def _dependency(project, depth, sel):
     # "<ischildof:( ×depth> snapshot_for_project_name P <)×depth> and version V
     #  and create_date > 'C'" + " and " + "file_name like 'PAT'" (or the raw fragment)
@@ -293,7 +299,7 @@ def _dependency(project, depth, sel):
     if parts is None:
         return None
     m, raw = parts
-    if _fields(m) - {"name_like"} != {"version", "created_after"}:
+    if not _located_or_unset(m) or _fields(m) - {"name_like", "availability"} != {"version", "created_after"}:
         return None
     if raw is None and m.name_like is None:
         return None

@@ -19,7 +19,9 @@ a,b|'co%']`, `isparentof:( … )`, `ischildof:( … )`, `version`, `file_name [l
 `create_date`/`end_time` compared with > >= < <= =, `run_number` (run or run.subrun),
 `and` / `or` / `minus`, parentheses, and `with limit N [offset M]`, `with stride N [offset M]`,
 `with availability physical|anylocation` after any expression or parenthesised group.
-Precedence: `and` binds tighter than `or` and `minus`, which go left to right. A value with
+Precedence: `and` and `minus` bind tighter than `or`, and go left to right (POMS's
+byexistingruns writes `defname: d minus snapshot_id S and run_number R` and means
+`(d minus S) and run R`). A value with
 % or _ wildcards matches like SQL LIKE even without `like` (POMS's wrapup writes
 `file_name %.root`). Limit and stride count files in name order, as the built-in catalogue
 does. Availability as SAM has it: every expression group (the whole string, a parenthesised
@@ -229,16 +231,16 @@ class _Parser:
 
     def expr(self):
         node = self.term()
-        while self.keyword() in ("or", "minus", "union"):
-            op = self.take()[1].lower()
-            node = ("minus" if op == "minus" else "or", node, self.term())
+        while self.keyword() in ("or", "union"):
+            self.take()
+            node = ("or", node, self.term())
         return node
 
     def term(self):
         node = self.factor()
-        while self.keyword() == "and":
-            self.take()
-            node = ("and", node, self.factor())
+        while self.keyword() in ("and", "minus"):
+            op = self.take()[1].lower()
+            node = (op, node, self.factor())
         return node
 
     def factor(self):

@@ -30,7 +30,7 @@ ACTIONS = {
 
 def affected(scope, obj):
     """The active submissions an action at `scope` (submission, stage, campaign) reaches."""
-    subs = Submission.objects.filter(status__in=ACTIVE_STATUSES).select_related("stage")
+    subs = Submission.objects.filter(status__in=ACTIVE_STATUSES).select_related("stage", "experiment")
     if scope == "submission":
         return subs.filter(pk=obj.pk)
     if scope == "stage":
@@ -56,7 +56,7 @@ def control(subs, action, *, actor):
     by_system = defaultdict(list)
     for sub in subs:
         if sub.batch_id:
-            by_system[sub.batch_system].append(batch.Target(sub.pk, sub.batch_id))
+            by_system[sub.batch_system].append(batch.Target(sub.pk, sub.batch_id, sub.experiment.name))
     for system, targets in by_system.items():
         try:
             getattr(batch.get_backend(system), method)(targets)

@@ -251,8 +251,8 @@ def poll_batch_systems(names=None, submission_ids=None):
     if submission_ids is not None:
         active = active.filter(pk__in=submission_ids)
     by_system = {}
-    for sid, system, batch_id in active.values_list("id", "batch_system", "batch_id"):
-        by_system.setdefault(system, []).append(batch.Target(sid, batch_id))
+    for sid, system, batch_id, group in active.values_list("id", "batch_system", "batch_id", "experiment__name"):
+        by_system.setdefault(system, []).append(batch.Target(sid, batch_id, group))
     for system, targets in by_system.items():
         if names and system not in names:
             continue

@@ -19,6 +19,7 @@ class Target:
 
     submission_id: int
     batch_id: str
+    group: str = ""  # the submission's experiment: jobsub's -G group; other batch systems ignore it
 
 
 class BatchSystem(ABC):

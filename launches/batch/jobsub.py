@@ -12,8 +12,8 @@ What this adapter relies on (reference/poms.md §3 items 12–13 and §13; fermi
 - A completed or removed job leaves the queue at once; only condor_history still knows it.
 
 Configuration, each overridable by the constructor (`JobsubBatch(group=…, role=…, timeout=…)`):
-- `POMS_JOBSUB_GROUP` — the `-G` group. A `Target` does not carry its experiment, so one adapter
-  instance speaks for one group; left unset, jobsub falls back to `$JOBSUB_GROUP` / `$GROUP`.
+- `POMS_JOBSUB_GROUP` — a site-wide `-G` group. Left unset (the usual case), each submission's
+  experiment is its group, as in POMS, and a poll makes one query per group.
 - `POMS_JOBSUB_ROLE` — `--role` (e.g. `Production`); unset: jobsub's default.
 - `POMS_JOBSUB_TIMEOUT` — seconds allowed to each jobsub command (default 120).
 The commands inherit the worker's environment: jobsub needs its credentials (`BEARER_TOKEN_FILE`,
@@ -35,7 +35,7 @@ from poms.lib.text import tail_file
 from submissions.models import JobState
 from submissions.observations import JobObservation
 
-from .base import BatchError, BatchSystem
+from .base import BatchError, BatchSystem, Target
 
 log = logging.getLogger(__name__)
 
@@ -188,9 +188,9 @@ class JobsubBatch(BatchSystem):
         self._group, self._role, self._timeout = group, role, timeout
 
     # Settings are read at call time: the registry builds its instance when Django starts.
-    @property
-    def group(self):
-        return self._group or getattr(settings, "POMS_JOBSUB_GROUP", "") or ""
+    def group_of(self, target=None):
+        """The -G group: the constructor's, else the site setting, else the submission's experiment."""
+        return self._group or getattr(settings, "POMS_JOBSUB_GROUP", "") or (target.group if target else "")
 
     @property
     def role(self):
@@ -200,12 +200,12 @@ class JobsubBatch(BatchSystem):
     def timeout(self):
         return self._timeout or getattr(settings, "POMS_JOBSUB_TIMEOUT", 120)
 
-    def _common(self):
-        argv = ["-G", self.group] if self.group else []
+    def _common(self, group):
+        argv = ["-G", group] if group else []
         return argv + (["--role", self.role] if self.role else [])
 
-    def _run(self, command, *args):
-        argv = [command, *self._common(), *args]
+    def _run(self, command, *args, group=""):
+        argv = [command, *self._common(group), *args]
         try:
             result = proc.run(argv, timeout=self.timeout)
         except OSError as exc:
@@ -225,7 +225,7 @@ class JobsubBatch(BatchSystem):
 
     # -- polling -------------------------------------------------------------------------------
 
-    def _constraint(self, targets):
+    def _constraint(self, targets, group):
         sids = sorted({t.submission_id for t in targets})
         clusters = sorted({c[0] for t in targets if (c := _cluster_of(t.batch_id))})
         # Jobs carry POMS4_SUBMISSION_ID when launched through the POMS jobsub wrapper; others are
@@ -235,23 +235,33 @@ class JobsubBatch(BatchSystem):
             listed = ", ".join(map(str, clusters))
             terms += [f"member(ClusterId, {{{listed}}})", f"member(DAGManJobId, {{{listed}}})"]
         expr = " || ".join(terms)
-        return f'Jobsub_Group =?= "{self.group}" && ({expr})' if self.group else expr
+        return f'Jobsub_Group =?= "{group}" && ({expr})' if group else expr
 
-    def _ads(self, command, *args):
-        result = self._run(command, *args)
+    def _ads(self, command, *args, group=""):
+        result = self._run(command, *args, group=group)
         unreached = UNREACHED_SCHEDD.search(result.stderr)
         if unreached:  # a partial answer would look like jobs vanishing
             raise BatchError(f"{command}: a schedd did not answer: {unreached.group(0)[3:].strip()[:300]}")
         return parse_ads(result.stdout, command)
 
     def poll(self, targets):
-        if not targets:
-            return []
-        constraint = self._constraint(targets)
+        by_group = {}
+        for target in targets:
+            by_group.setdefault(self.group_of(target), []).append(target)
+        observations = []
+        for group, members in sorted(by_group.items()):
+            observations += self._poll_group(group, members)
+        return observations
+
+    def _poll_group(self, group, targets):
+        """One jobsub_q and one jobsub_history call for all the targets of one group."""
+        constraint = self._constraint(targets, group)
         attributes = ",".join(ATTRIBUTES)
-        queued = self._ads("jobsub_q", "-json", "-allusers", "--constraint", constraint, "-attributes", attributes)
+        queued = self._ads(
+            "jobsub_q", "-json", "-allusers", "--constraint", constraint, "-attributes", attributes, group=group
+        )
         # bin/jobsub_history drops its own --constraint option; condor's `-constraint` passes through.
-        left = self._ads("jobsub_history", "-json", "-constraint", constraint, "-attributes", attributes)
+        left = self._ads("jobsub_history", "-json", "-constraint", constraint, "-attributes", attributes, group=group)
         by_sid = {t.submission_id: t for t in targets}
         by_cluster = {c: t for t in targets if (c := _cluster_of(t.batch_id))}
         seen = {}
@@ -275,12 +285,13 @@ class JobsubBatch(BatchSystem):
 
     def _control(self, command, targets):
         for target in targets:
-            self._run(command, "--constraint", f"POMS4_SUBMISSION_ID=={target.submission_id}")
+            group = self.group_of(target)
+            self._run(command, "--constraint", f"POMS4_SUBMISSION_ID=={target.submission_id}", group=group)
             # As POMS does: also by job id, for jobs without the POMS ClassAd (a DAG's leader, or a
             # launch that did not go through the POMS wrapper). Finding nothing is not an error.
             cluster = _cluster_of(target.batch_id)
             if cluster:
-                self._run(command, "--jobid", f"{cluster[0]}@{cluster[1]}")
+                self._run(command, "--jobid", f"{cluster[0]}@{cluster[1]}", group=group)
 
     def hold(self, targets):
         self._control("jobsub_hold", targets)
@@ -293,7 +304,7 @@ class JobsubBatch(BatchSystem):
 
     # -- logs ----------------------------------------------------------------------------------
 
-    def fetch_log(self, batch_id_or_job_id, dest_dir):
+    def fetch_log(self, batch_id_or_job_id, dest_dir, group=""):
         """Fetch a job's log sandbox into `dest_dir`; returns the files that arrived.
 
         A stored batch id `<cluster>@<schedd>` means its first job, `<cluster>.0@<schedd>`.
@@ -307,7 +318,7 @@ class JobsubBatch(BatchSystem):
         # Unpacked beside dest first, so what this fetch brought is known exactly even when it
         # replaces files of an earlier fetch (jobsub names the submit files the same for every job).
         with tempfile.TemporaryDirectory(dir=dest, prefix=".fetchlog-") as scratch:
-            self._run("jobsub_fetchlog", "--jobid", job_id, "--destdir", scratch)
+            self._run("jobsub_fetchlog", "--jobid", job_id, "--destdir", scratch, group=group or self.group_of())
             fetched = []
             for path in sorted(Path(scratch).rglob("*")):
                 if path.is_file():
@@ -323,7 +334,9 @@ class JobsubBatch(BatchSystem):
         dest = Path(settings.POMS_LOG_ROOT) / "jobsub" / re.sub(r"[^\w.@-]", "_", job.batch_job_id)
         files = [p for p in dest.rglob("*") if p.is_file()] if dest.is_dir() else []
         if not files:
-            files = self.fetch_log(job.batch_job_id, dest)
+            files = self.fetch_log(
+                job.batch_job_id, dest, group=self.group_of(Target(0, "", job.submission.experiment.name))
+            )
         suffix = ".out" if stream == "stdout" else ".err"
         chosen = next((p for p in sorted(files) if p.name.endswith(suffix)), None)
         return tail_file(chosen) if chosen else ""

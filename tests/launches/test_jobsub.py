@@ -398,14 +398,20 @@ def test_a_failed_submit_is_a_launch_failure_with_the_log_kept(world, jobsub):
     assert sub.history.last().cause == "launch failed: no job id"
 
 
-def test_the_group_comes_from_the_constructor_the_setting_or_jobsub_itself(world, jobsub, settings):
+def test_the_group_comes_from_the_constructor_the_setting_or_the_experiment(world, jobsub, settings):
     sub = SubmissionFactory(stage=world.production_stage, batch_system="jobsub")
     jobsub.submit(sub, n=1)
-    target = [Target(sub.pk, sub.batch_id)]
     with pytest.raises(BatchError, match=r"needs -G group or \$GROUP in the environment"):
-        JobsubBatch().poll(target)
+        JobsubBatch().poll([Target(sub.pk, sub.batch_id)])  # no group anywhere: jobsub's own error
+    # The usual case: each submission's experiment is its group, one query per group.
+    other = SubmissionFactory(stage=world.production_stage, batch_system="jobsub")
+    jobsub.submit(other, n=1)
+    before = len(jobsub.calls("jobsub_q"))
+    found = JobsubBatch().poll([Target(sub.pk, sub.batch_id, "nova"), Target(other.pk, other.batch_id, "dune")])
+    groups = sorted(call[1] for call in jobsub.calls("jobsub_q")[before:])
+    assert groups == ["dune", "nova"] and [o.submission_id for o in found] == [sub.pk]  # jobs are nova's
     settings.POMS_JOBSUB_GROUP, settings.POMS_JOBSUB_ROLE = "nova", "Production"
-    assert [o.state for o in JobsubBatch().poll(target)] == ["idle"]
+    assert [o.state for o in JobsubBatch().poll([Target(sub.pk, sub.batch_id, "dune")])] == ["idle"]
     assert jobsub.calls("jobsub_q")[-1][:4] == ["-G", "nova", "--role", "Production"]
 
 

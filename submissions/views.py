@@ -1,11 +1,15 @@
 """Pages and partials that show the ledger."""
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Max, OuterRef, Q, Subquery, Sum
+from django.db.models.functions import TruncDate
 from django.http import Http404, JsonResponse
 from django.shortcuts import render
+from django.utils import timezone
 
 from campaigns.access import get_campaign_for, get_stage_for
 from campaigns.models import Campaign
@@ -41,11 +45,29 @@ def dashboard(request):
     failures = mine.filter(status__in=[Status.FAILED, Status.LAUNCH_FAILED]).select_related("stage", "stage__campaign")
     context = {
         "experiment": actor.experiment,
+        "daily": _daily_by_status(mine, days=14),
         "counts": [(s, counts.get(s.value, 0)) for s in Status],
         "active_campaigns": list(active),
         "failures": list(failures.order_by("-status_changed")[:10]),
     }
     return render(request, "submissions/dashboard.html", context)
+
+
+def _daily_by_status(subs, days):
+    """Submissions launched per day and their current status, for the dashboard chart (one query)."""
+    since = timezone.now() - timedelta(days=days - 1)
+    start = since.date()
+    rows = (
+        subs.filter(created__date__gte=start)
+        .annotate(day=TruncDate("created"))
+        .values_list("day", "status")
+        .annotate(n=Count("id"))
+    )
+    labels = [(start + timedelta(days=i)).isoformat() for i in range(days)]
+    series = {}
+    for day, status, n in rows:
+        series.setdefault(Status(status).label, [0] * days)[(day - start).days] += n
+    return {"labels": labels, "series": series}
 
 
 @login_required

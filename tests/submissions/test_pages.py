@@ -1,5 +1,8 @@
 """Submission pages and partials."""
 
+import json
+import re
+
 import pytest
 from django.urls import reverse
 from django.utils import timezone
@@ -48,3 +51,16 @@ def test_destructive_actions_ask_first(world):
     assert b"cannot be undone" in page.content and b'method="post"' in page.content
     sub.refresh_from_db()
     assert sub.get_status_display() == "New"
+
+
+def test_the_dashboard_charts_launches_per_day_by_status(world):
+    from submissions.models import Status
+
+    SubmissionFactory.create_batch(2, stage=world.production_stage, status=Status.FAILED)
+    SubmissionFactory(stage=world.analysis_stage, status=Status.RUNNING)
+    page = world.client("production").get(reverse("submissions:dashboard"))
+    embedded = re.search(r'<script type="application/json" id="daily-data">(.*?)</script>', page.content.decode())
+    daily = json.loads(embedded.group(1))
+    assert len(daily["labels"]) == 14 and daily["labels"][-1] == timezone.now().date().isoformat()
+    assert daily["series"]["Failed"][-1] == 2 and daily["series"]["Running"][-1] == 1
+    assert b'id="daily-chart"' in page.content and b'id="daily-data"' in page.content

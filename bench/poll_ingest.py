@@ -47,10 +47,12 @@ from psycopg2 import sql  # noqa: E402
 
 from campaigns.models import Campaign, JobType, LoginSetup, Stage  # noqa: E402
 from poms.models import Experiment, Role  # noqa: E402
+from submissions import ingest  # noqa: E402
+from submissions.ingest import JOB_COLUMNS as JOB_FIELDS  # noqa: E402
 from submissions.models import Job, JobEvent, JobState, StatusHistory, Submission  # noqa: E402
 from submissions.models import Status as S  # noqa: E402
 from submissions.observations import JobObservation  # noqa: E402
-from submissions.services import JOB_FIELDS, record_observations  # noqa: E402
+from submissions.services import record_observations  # noqa: E402
 
 NAME = "bench-poll-ingest"  # experiment, user, campaign and stage names: the rows this bench owns
 CHANGED_EVERY = 10  # every 10th job changes state in cycle (a): 10%, spread over every submission
@@ -194,11 +196,12 @@ def build_world(stage, n_jobs, n_subs):
         for k in range(size):
             before.append(running(sub.pk, f"{sub.batch_id}.{k}", n))
             n += 1
-    # COPY, not bulk_create: setup is not what we measure, and this keeps reruns quick.
+    # COPY, not bulk_create: setup is not what we measure, and this keeps reruns quick. Each job
+    # carries the fingerprint record_observations would have stored, as if a poll had written it.
     with transaction.atomic(), connection.cursor() as cur:
         cur.cursor.copy_expert(
-            f"COPY {Job._meta.db_table} ({', '.join(COPY_COLUMNS)}, state_changed) FROM STDIN",
-            copy_text(as_row(o, T0) for o in before),
+            f"COPY {Job._meta.db_table} ({', '.join(COPY_COLUMNS)}, state_changed, fingerprint) FROM STDIN",
+            copy_text(as_row(o, T0, ingest.fingerprint(o)) for o in before),
         )
     return before
 
@@ -289,8 +292,9 @@ def measure(before, after, changed, repeats):
         elapsed, queries, copy = timed(lambda: baseline(changed))
         base.add(elapsed, [*queries, copy])
         # The baseline touched only job rows, behind record_observations' back: forget the
-        # per-submission fingerprints so this untimed revert really puts the rows back.
+        # submission and job fingerprints so this untimed revert really puts the rows back.
         Submission.objects.update(poll_digest="")
+        Job.objects.exclude(state=JobState.RUNNING).update(fingerprint=0)  # the rows it changed
         expect("revert baseline", record_observations(before), len(changed))
         print(
             f"  repetition {rep + 1}/{repeats}: (a) {a.times[-1]:.3f}s  (b) {b.times[-1]:.3f}s  "

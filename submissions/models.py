@@ -180,6 +180,8 @@ class Job(models.Model):
     hold_reason = models.CharField(max_length=300, blank=True)
     stdout_path = models.CharField(max_length=500, blank=True)
     stderr_path = models.CharField(max_length=500, blank=True)
+    # 64-bit hash of the last observation written: the poll compares it instead of every field.
+    fingerprint = models.BigIntegerField(db_default=0)
 
     class Meta:
         constraints = [

@@ -1,6 +1,5 @@
 """State changes of the ledger. Every submission status change goes through `_transition()`."""
 
-import hashlib
 import logging
 from collections import Counter, defaultdict
 from itertools import islice
@@ -9,24 +8,12 @@ from django.db import connection, transaction
 from django.utils import timezone
 from psycopg2.extras import execute_values
 
-from .models import Job, JobEvent, StatusHistory, Submission
+from . import ingest
+from .models import StatusHistory, Submission
 from .status import FINAL, decide, derive_from_jobs
 
 log = logging.getLogger(__name__)
 
-JOB_FIELDS = (
-    "state",
-    "exit_code",
-    "host",
-    "started",
-    "ended",
-    "cpu_seconds",
-    "wall_seconds",
-    "memory_mb",
-    "hold_reason",
-    "stdout_path",
-    "stderr_path",
-)
 CHUNK = 500  # submissions per transaction in record_observations
 
 
@@ -118,66 +105,33 @@ def _record_chunk(ids, by_sub, now):
     }
     # Most submissions look the same poll after poll: skip those whose observations hash the same
     # as last time without loading their jobs (the digest is written with the changes it stands for).
-    digests = {sid: observations_digest(by_sub.get(sid, ())) for sid in subs}
+    digests = {sid: ingest.digest(by_sub.get(sid, ())) for sid in subs}
     ids = [sid for sid in ids if sid in subs and subs[sid].poll_digest != digests[sid]]
-    # Grouped by submission so counting a submission's unmentioned jobs walks only its own jobs.
-    current = defaultdict(dict)
-    for row in Job.objects.filter(submission_id__in=ids).values_list(
-        "id", "submission_id", "batch_job_id", *JOB_FIELDS
-    ):
-        current[row[1]][row[2]] = (row[0], row[3:])
+    current = ingest.load_jobs(ids)
 
-    upserts, events_for = [], []
+    changed, events = [], []
     states = defaultdict(Counter)
     for sid in ids:
-        seen = set()
         known = current.get(sid, {})
+        seen = set()
         for obs in by_sub.get(sid, ()):
-            if sid not in subs:
-                continue  # submission vanished; nothing to attach to
             seen.add(obs.batch_job_id)
-            values = tuple(getattr(obs, f) for f in JOB_FIELDS)
-            job_id, old = known.get(obs.batch_job_id, (None, None))
             states[sid][obs.state] += 1
-            if old == values:
+            job_id, old_state, old_fp = known.get(obs.batch_job_id, (None, None, None))
+            fp = ingest.fingerprint(obs)
+            if fp == old_fp:
                 continue
-            job = Job(
-                pk=job_id,
-                submission_id=sid,
-                batch_job_id=obs.batch_job_id,
-                state_changed=now,
-                **dict(zip(JOB_FIELDS, values, strict=True)),
-            )
-            if old is not None and old[0] == obs.state:
-                job.state_changed = None  # unchanged state: keep the stored timestamp (see below)
-            upserts.append(job)
-            if old is None or old[0] != obs.state:
-                events_for.append((job, obs.state, obs.exit_code))
+            moved = old_state != obs.state
+            changed.append((job_id, sid, obs, fp, now if moved else None))
+            if moved:
+                events.append((sid, obs))
         # Jobs the batch system did not mention keep their stored state in the counts.
-        for bjid, (_jid, old) in known.items():
-            if bjid not in seen:
-                states[sid][old[0]] += 1
-
-    if upserts:
-        with_ts = [j for j in upserts if j.state_changed is not None]
-        without_ts = [j for j in upserts if j.state_changed is None]
-        fields = list(JOB_FIELDS)
-        # Sorted by the unique key so concurrent writers lock rows in the same order.
-        key = lambda j: (j.submission_id, j.batch_job_id)  # noqa: E731
-        if with_ts:
-            Job.objects.bulk_create(
-                sorted(with_ts, key=key),
-                update_conflicts=True,
-                unique_fields=["submission", "batch_job_id"],
-                update_fields=[*fields, "state_changed"],
-                batch_size=1000,
-            )
-        if without_ts:
-            Job.objects.bulk_update(sorted(without_ts, key=key), fields, batch_size=1000)
-    if events_for:
-        JobEvent.objects.bulk_create(
-            [JobEvent(job_id=j.pk, state=s, created=now, exit_code=e) for j, s, e in events_for], batch_size=2000
-        )
+        for batch_job_id, (_job_id, old_state, _fp) in known.items():
+            if batch_job_id not in seen:
+                states[sid][old_state] += 1
+    if changed:
+        job_ids = ingest.write_jobs(changed)
+        ingest.write_events([(job_ids[(sid, o.batch_job_id)], o.state, now, o.exit_code) for sid, o in events])
 
     history, dirty = [], []
     for sid in ids:
@@ -198,7 +152,7 @@ def _record_chunk(ids, by_sub, now):
         _update_submissions(dirty)
     StatusHistory.objects.bulk_create(history)
     Submission.objects.filter(pk__in=list(subs)).update(polled=now, poll_error="")
-    return len(upserts) + len(history)
+    return len(changed) + len(history)
 
 
 COUNTED = ("idle", "running", "held", "completed", "failed", "removed")
@@ -220,11 +174,3 @@ def _update_submissions(subs):
     rows = [(sub.pk, *_row_state(sub)) for sub in subs]
     with connection.cursor() as cursor:
         execute_values(cursor.cursor, sql, rows, template=template, page_size=CHUNK)
-
-
-def observations_digest(observations):
-    """A 128-bit fingerprint of one submission's observations, independent of their order."""
-    digest = hashlib.blake2b(digest_size=16)
-    for line in sorted(map(repr, observations)):
-        digest.update(line.encode())
-    return digest.hexdigest()

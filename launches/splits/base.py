@@ -1,6 +1,7 @@
 """What every split type shares: its errors, the step it computes, parameter parsing and data access."""
 
 import re
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 from sam_adapter import query as q
@@ -85,7 +86,7 @@ class Step:
         return q.Dataset(self.dataset.strip())
 
 
-class SplitType:
+class SplitType(ABC):
     """A split type: `next(step)` returns `(dataset name, new cursor)` or raises SplitsExhausted.
 
     `parameters` are what the editor offers, `syntax` how a spec is written, `doc` the help
@@ -107,8 +108,9 @@ class SplitType:
             raise SplitError(f"split type {self.name} takes no parameters, got ({args})")
         return {}
 
+    @abstractmethod
     def next(self, step):
-        raise NotImplementedError
+        """(dataset name, new cursor) for the launch `step` describes; SplitsExhausted at the end."""
 
 
 class NumberSplit(SplitType):

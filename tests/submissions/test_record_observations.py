@@ -120,3 +120,12 @@ def test_two_concurrent_polls_write_each_change_once():
     assert JobEvent.objects.count() == 200
     assert StatusHistory.objects.filter(status=S.RUNNING).count() == 10
     assert set(Submission.objects.values_list("status", flat=True)) == {S.RUNNING}
+
+
+def test_odd_text_from_a_batch_system_is_stored_exactly():
+    sub = SubmissionFactory(batch_id="7")
+    reason = 'held: "quota"\tline\nnext \\N back\\slash — ünïcode'
+    record_observations([JobObservation(sub.pk, "7.0", JobState.HELD, hold_reason=reason, host="wn\t01")])
+    job = Job.objects.get(submission=sub)
+    assert (job.hold_reason, job.host) == (reason, "wn\t01")
+    assert record_observations([JobObservation(sub.pk, "7.0", JobState.HELD, hold_reason=reason, host="wn\t01")]) == 0

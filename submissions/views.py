@@ -108,7 +108,13 @@ def campaign_status(request, pk):
 @login_required
 def submission_detail(request, pk):
     sub = get_submission_for(request, pk)
-    return render(request, "submissions/submission_detail.html", _live_context(request, sub))
+    # The recovery tree: the original and every recovery of it (recovery_parent is indexed).
+    root = sub.recovery_parent_id or sub.pk
+    family = list(
+        Submission.objects.filter(Q(pk=root) | Q(recovery_parent_id=root)).order_by("pk").only("id", "status")
+    )
+    context = _live_context(request, sub) | {"family": family if len(family) > 1 else []}
+    return render(request, "submissions/submission_detail.html", context)
 
 
 @login_required

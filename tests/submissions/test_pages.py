@@ -64,3 +64,14 @@ def test_the_dashboard_charts_launches_per_day_by_status(world):
     assert len(daily["labels"]) == 14 and daily["labels"][-1] == timezone.now().date().isoformat()
     assert daily["series"]["Failed"][-1] == 2 and daily["series"]["Running"][-1] == 1
     assert b'id="daily-chart"' in page.content and b'id="daily-data"' in page.content
+
+
+def test_the_recovery_tree_links_the_original_and_its_recoveries(world):
+    original = SubmissionFactory(stage=world.production_stage)
+    first = SubmissionFactory(stage=world.production_stage, recovery_parent=original)
+    second = SubmissionFactory(stage=world.production_stage, recovery_parent=original)
+    page = world.client("production").get(reverse("submissions:detail", args=[first.pk])).content.decode()
+    tree = page[page.index('id="recovery-tree"') :][:1500]
+    assert f"<b>#{first.pk}</b>" in tree
+    for other in (original, second):
+        assert reverse("submissions:detail", args=[other.pk]) in tree

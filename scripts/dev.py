@@ -100,6 +100,7 @@ def manage(*args):
 def run():
     os.environ.setdefault("POMS_DEBUG", "true")
     os.environ.setdefault("POMS_POLL_INTERVAL", "5")
+    os.environ.setdefault("POMS_WRAPUP_INTERVAL", "10")
     setup_environment()
     manage("migrate", "--no-input", "-v", "0")
     if os.environ.get("POMS_DEMO_BATCH") == "slurm":
@@ -171,7 +172,10 @@ def ensure_chromium():
         return
     if os.geteuid() == 0 and shutil.which("apt-get"):
         say("installing Debian chromium for the browser test")
-        subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], check=True, stdout=subprocess.DEVNULL)
+        install = ["apt-get", "install", "-y", "-q", "chromium"]
+        if subprocess.run(install, stdout=subprocess.DEVNULL).returncode != 0:
+            subprocess.run(["apt-get", "update", "-q"], stdout=subprocess.DEVNULL)  # a fresh machine has no lists
+            subprocess.run(install, check=True, stdout=subprocess.DEVNULL)
     else:
         sys.exit("the browser test needs /usr/bin/chromium: apt-get install chromium (as root)")
 

@@ -33,7 +33,10 @@ def sshd(tmp_path_factory):
     """sshd on 127.0.0.1:<port> accepting a fresh key for the current user."""
     if not Path(SSHD).exists():
         if os.geteuid() == 0 and shutil.which("apt-get"):
-            subprocess.run(["apt-get", "install", "-y", "-q", "openssh-server"], check=True, capture_output=True)
+            install = ["apt-get", "install", "-y", "-q", "openssh-server"]
+            if subprocess.run(install, capture_output=True).returncode != 0:
+                subprocess.run(["apt-get", "update", "-q"], capture_output=True)  # a fresh machine has no lists
+                subprocess.run(install, check=True, capture_output=True)
         else:
             pytest.fail("the ssh runner test needs openssh-server (apt-get install openssh-server)")
     Path("/run/sshd").mkdir(exist_ok=True)

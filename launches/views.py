@@ -180,6 +180,7 @@ def held_launches(request):
     context = {
         "queued": list(control.visible_held_launches(actor, actor.experiment)[:500]),
         "hold": LaunchHold.objects.filter(experiment=actor.experiment).select_related("held_by").first(),
+        "global_hold": LaunchHold.objects.filter(experiment=None).select_related("held_by").first(),
         "can_switch": actor.is_root or actor.role == "superuser",
         "actor": actor,
     }
@@ -198,14 +199,17 @@ def delete_held_launch(request, pk):
 @login_required
 @require_POST
 def switch_launches(request, mode):
-    """The experiment-wide "launches held" switch (superusers)."""
+    """The "launches held" switch: the experiment's (its superusers), or everywhere (root, scope=all)."""
     actor = acting(request)
+    everywhere = request.POST.get("scope") == "all"
+    experiment = None if everywhere else actor.experiment
+    where = "every experiment" if everywhere else str(actor.experiment)
     if mode == "hold":
-        control.hold_launches(actor.experiment, actor=actor)
-        messages.success(request, f"All launches in {actor.experiment} are now queued.")
+        control.hold_launches(experiment, actor=actor)
+        messages.success(request, f"All launches in {where} are now queued.")
     elif mode == "release":
-        launched = control.release_launches(actor.experiment, actor=actor)
-        messages.success(request, f"Launches allowed again; {len(launched)} queued launch(es) started.")
+        launched = control.release_launches(experiment, actor=actor)
+        messages.success(request, f"Launches in {where} allowed again; {len(launched)} queued launch(es) started.")
     else:
         raise Http404
     return redirect("launches:held")

@@ -152,3 +152,22 @@ def test_the_confirmation_page_lists_what_will_be_affected(world):
     for sub in subs:
         assert f"<td>{sub.pk}</td>".encode() in page.content
     assert set(Submission.objects.values_list("status", flat=True)) == {Status.NEW}
+
+
+def test_root_holds_launches_in_every_experiment(world):
+    from django.test import Client
+
+    from launches.models import LaunchHold
+    from tests.factories import UserFactory
+
+    root = Client()
+    root.force_login(UserFactory(username="root", is_superuser=True))
+    assert (
+        world.client("superuser").post(reverse("launches:switch", args=["hold"]), {"scope": "all"}).status_code == 403
+    )
+    root.post(reverse("launches:switch", args=["hold"]), {"scope": "all"})
+    assert LaunchHold.objects.get().experiment is None
+    with pytest.raises(services.LaunchHeld, match="all experiments"):
+        services.launch_stage(world.production_stage, actor=actor(world))
+    root.post(reverse("launches:switch", args=["release"]), {"scope": "all"})
+    assert not LaunchHold.objects.exists() and Submission.objects.filter(stage=world.production_stage).count() == 1

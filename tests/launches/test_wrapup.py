@@ -88,3 +88,41 @@ def test_kicks(world, chain):
     workflow.kick(sub, "located", actor=prod)
     sub.refresh_from_db()
     assert sub.status == Status.LOCATED and sub.history.last().cause == "kicked to Located by a user"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_wrapups_at_once_locate_and_recover_once(world, chain):
+    """Concurrent passes: SKIP LOCKED hands each submission to one of them, the status machine
+    allows one Located, and the FollowUp constraint one recovery."""
+    import threading
+
+    from django.db import connection
+
+    from submissions.models import StatusHistory
+
+    sim, _, cat = chain
+    subs = []
+    for i in range(3):
+        for k in range(2):
+            cat.declare(f"in{i}_{k}.root", dataset=f"ds{i}", location="/pnfs")
+        subs.append(processed_submission(world, sim, cat, f"ds{i}", consume={f"in{i}_0.root"}))
+    barrier, errors = threading.Barrier(2), []
+
+    def run():
+        try:
+            barrier.wait()
+            workflow.wrapup()
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    for sub in subs:
+        assert StatusHistory.objects.filter(submission=sub, status=Status.LOCATED).count() == 1
+        assert Submission.objects.filter(recovery_parent=sub).count() == 1

@@ -53,7 +53,7 @@ def launch_dependents(sub, actor):
     """Launch every downstream stage of `sub`'s stage; returns the new submissions."""
     source = sub.recovery_parent or sub
     handler = handler_of(source)
-    launched = []
+    launched, unavailable = [], None
     index = 0
     for dep in (
         StageDependency.objects.filter(upstream=source.stage_id).select_related("downstream").order_by("downstream_id")
@@ -74,11 +74,17 @@ def launch_dependents(sub, actor):
                     return launch_stage(dep.downstream, actor=actor, dataset=name, test=source.test)
 
                 new = _launch_once(source, index, name, entry, go)
-        except (LaunchError, DataHandlerError) as exc:
+        except LaunchError as exc:  # refused for good (no more splits, a bad template, …)
             log.warning("dependent %s of submission %s not launched: %s", dep.downstream.name, source.pk, exc)
+            continue
+        except DataHandlerError as exc:  # the catalogue may answer later: the caller retries
+            unavailable = unavailable or exc
             continue
         if new is not None:
             launched.append(new)
+    if unavailable is not None:
+        # The others are launched and guarded by FollowUp; a retry launches only the missing ones.
+        raise unavailable
     return launched
 
 

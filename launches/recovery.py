@@ -9,7 +9,6 @@ from django.utils import timezone
 
 from campaigns.models import RecoveryType
 from sam_adapter import query as q
-from sam_adapter.interface import DataHandlerError
 from submissions.datasets import config_of_submission, handler_of, output_patterns, pattern_query, with_constraints
 from submissions.models import Submission
 
@@ -71,12 +70,9 @@ def launch_recovery_if_needed(sub, actor, only=None):
         at = position
         if not first_pass or only is not None:
             position += 1
-        try:
-            found = recovery_query(step["type"], sub, handler)
-            count = handler.count(found) if found is not None else 0
-        except DataHandlerError as exc:
-            log.warning("recovery %s of submission %s not evaluated: %s", step["type"], sub.pk, exc)
-            count = 0
+        # A DataHandlerError propagates: wrapup retries later rather than skip a recovery it could not count.
+        found = recovery_query(step["type"], sub, handler)
+        count = handler.count(found) if found is not None else 0
         if first_pass and not count:
             position += 1
         first_pass = False

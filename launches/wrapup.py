@@ -33,12 +33,18 @@ def wrapup(submission_ids=None, now=None):
     if submission_ids is not None:
         todo = todo.filter(pk__in=submission_ids)
     located = [sid for sid in todo.values_list("pk", flat=True)[:CHUNK] if locate_if_ready(sid, now)]
-    if settings.POMS_LAUNCH_FOLLOWUPS:
-        for sid in located:
-            try:
-                follow_up(sid)
-            except Exception:  # one bad submission must not stop the others (POMS 2020 fix)
-                log.exception("follow-ups of submission %s failed", sid)
+    owed = Submission.objects.filter(followups_pending=True).order_by("pk")
+    if submission_ids is not None:
+        owed = owed.filter(pk__in=submission_ids)
+    for sid in owed.values_list("pk", flat=True)[:CHUNK]:
+        try:
+            follow_up(sid)
+        except DataHandlerError as exc:
+            # Not knowing whether files need recovering is not "nothing to recover": try again next pass.
+            log.warning("follow-ups of submission %s postponed: %s", sid, exc)
+        except Exception:  # one bad submission must not stop the others (POMS 2020 fix)
+            log.exception("follow-ups of submission %s failed", sid)
+            ledger.set_followups_pending(sid, False)
     return located
 
 
@@ -54,9 +60,11 @@ def locate_if_ready(sid, now):
             return False  # another wrapup holds it, or it moved on
         refresh_file_counts(sub)
         reason = located_reason(sub, now)
-        if reason is None:
+        if reason is None or not ledger.set_status(sub.pk, Status.LOCATED, cause=reason):
             return False
-        return ledger.set_status(sub.pk, Status.LOCATED, cause=reason)
+        if settings.POMS_LAUNCH_FOLLOWUPS:
+            ledger.set_followups_pending(sub.pk, True)  # in the same transaction as Located
+        return True
 
 
 def located_reason(sub, now):
@@ -123,6 +131,7 @@ def follow_up(sid):
     actor = actor_as(sub.launcher, sub.experiment, sub.stage.creator_role)
     if not launch_recovery_if_needed(sub, actor):
         launch_dependents(sub, actor)
+    ledger.set_followups_pending(sub.pk, False)
 
 
 def kick(sub, target, *, actor):

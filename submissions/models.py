@@ -81,6 +81,9 @@ class Submission(Owned):
     files_consumed = models.IntegerField(null=True, blank=True)
     files_failed = models.IntegerField(null=True, blank=True)
     files_generated = models.IntegerField(null=True, blank=True)
+    # Set with Located, cleared once recoveries/dependents were decided: a wrapup that dies in
+    # between leaves it set, and the next pass finishes the job.
+    followups_pending = models.BooleanField(default=False)
     polled = models.DateTimeField(null=True, blank=True)
     # Fingerprint of the last poll's observations: an unchanged submission is skipped whole.
     poll_digest = models.CharField(max_length=32, blank=True)
@@ -97,6 +100,10 @@ class Submission(Owned):
                 fields=["batch_system"],
                 name="submission_active",
                 condition=models.Q(status__in=[1000, 2000, 3000, 4000, 5000]),
+            ),
+            # Wrapup: Located submissions whose follow-ups are not decided yet (a handful).
+            models.Index(
+                fields=["id"], name="submission_followups_pending", condition=models.Q(followups_pending=True)
             ),
             # Dashboard: recent failures per experiment.
             models.Index(fields=["experiment", "status", "-status_changed"], name="submission_exp_status"),

@@ -64,6 +64,11 @@ def set_status(submission_id, status, *, by=None, cause=""):
     return True
 
 
+def set_followups_pending(submission_id, pending):
+    """Mark whether wrapup still owes this submission its recovery / dependent decisions."""
+    Submission.objects.filter(pk=submission_id).update(followups_pending=pending)
+
+
 def save_launch_record(submission_id, **fields):
     """Store what a launch runs (command, environment, target, log) or how it ended."""
     Submission.objects.filter(pk=submission_id).update(**fields)

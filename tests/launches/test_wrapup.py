@@ -126,3 +126,24 @@ def test_two_wrapups_at_once_locate_and_recover_once(world, chain):
     for sub in subs:
         assert StatusHistory.objects.filter(submission=sub, status=Status.LOCATED).count() == 1
         assert Submission.objects.filter(recovery_parent=sub).count() == 1
+
+
+def test_follow_ups_lost_to_a_crash_or_an_unreachable_catalogue_are_done_later(world, chain, monkeypatch):
+    from launches import recovery
+    from sam_adapter.interface import DataHandlerError
+
+    sim, _, cat = chain
+    sub = processed_submission(world, sim, cat, "gen_out", consume={"gen_0.root"})
+
+    def unreachable(*args, **kwargs):
+        raise DataHandlerError("SAM timed out")
+
+    with monkeypatch.context() as m:  # Located, but the recovery cannot be counted yet
+        m.setattr(recovery, "recovery_query", unreachable)
+        assert workflow.wrapup() == [sub.pk]
+    sub.refresh_from_db()
+    assert sub.status == Status.LOCATED and sub.followups_pending
+    assert not Submission.objects.filter(recovery_parent=sub).exists()  # not "nothing to recover"
+    assert workflow.wrapup() == []  # the next pass finishes the follow-ups
+    sub.refresh_from_db()
+    assert not sub.followups_pending and Submission.objects.filter(recovery_parent=sub).count() == 1

@@ -11,7 +11,7 @@ from campaigns.access import get_stage_for
 from poms.permissions import allowed, request_actor
 from submissions.models import Submission
 
-from .splits import SplitError, parse
+from .splits import SplitError, describe, parse
 from .splits import cursor as split_cursor
 
 
@@ -32,6 +32,7 @@ def cursor_box(request, pk):
         "stage": stage,
         "can_modify": allowed(actor, "modify", creator_id=stage.creator_id, creator_role=stage.creator_role),
         "restore_choices": split_cursor.restore_choices(stage),
+        "split_types": describe(),
     }
     try:
         context["split"] = parse(stage.split_type)[0]

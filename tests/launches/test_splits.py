@@ -746,3 +746,16 @@ def test_an_unreadable_split_spec_is_shown_in_the_box(world, split_stage, split_
     configure(split_stage, "mod(")
     page = world.client("production").get(reverse("launches:split_cursor", args=[split_stage.pk])).content.decode()
     assert "cannot read the split type" in page
+
+
+def test_the_stage_page_lists_every_split_type_with_its_documentation(world):
+    from django.urls import reverse
+    from markupsafe import escape
+
+    from launches.splits import SPLIT_TYPES
+
+    html = world.client("analysis").get(reverse("launches:split_cursor", args=[world.production_stage.pk])).content
+    html = html.decode()
+    assert "All split types" in html
+    for kind in SPLIT_TYPES.values():
+        assert str(escape(kind.syntax or kind.name)) in html and str(escape(kind.doc.split(".")[0])) in html

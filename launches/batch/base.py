@@ -3,6 +3,7 @@
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
+from poms.lib import proc
 from poms.lib.text import tail_file
 
 
@@ -20,6 +21,17 @@ class Target:
     submission_id: int
     batch_id: str
     group: str = ""  # the submission's experiment: jobsub's -G group; other batch systems ignore it
+
+
+def run_cli(argv, timeout):
+    """Run a batch-system command; a missing binary or a hang is a BatchError (never a status)."""
+    try:
+        result = proc.run(argv, timeout=timeout)
+    except OSError as exc:
+        raise BatchError(f"cannot run {argv[0]}: {exc}") from exc
+    if result.timed_out:
+        raise BatchError(f"{argv[0]} did not answer within {timeout} s (killed)")
+    return result
 
 
 class BatchSystem(ABC):

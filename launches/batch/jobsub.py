@@ -30,12 +30,11 @@ from pathlib import Path
 
 from django.conf import settings
 
-from poms.lib import proc
 from poms.lib.text import tail_file
 from submissions.models import JobState
 from submissions.observations import JobObservation
 
-from .base import BatchError, BatchSystem, Target
+from .base import BatchError, BatchSystem, Target, run_cli
 
 log = logging.getLogger(__name__)
 
@@ -205,13 +204,7 @@ class JobsubBatch(BatchSystem):
         return argv + (["--role", self.role] if self.role else [])
 
     def _run(self, command, *args, group=""):
-        argv = [command, *self._common(group), *args]
-        try:
-            result = proc.run(argv, timeout=self.timeout)
-        except OSError as exc:
-            raise BatchError(f"{command} could not be run: {exc}") from exc
-        if result.timed_out:
-            raise BatchError(f"{command} did not answer within {self.timeout} s (killed)")
+        result = run_cli([command, *self._common(group), *args], self.timeout)
         if result.returncode != 0:
             raise BatchError(f"{command} failed (exit {result.returncode}): {_tail(result.stderr + result.stdout)}")
         return result

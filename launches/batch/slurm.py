@@ -26,11 +26,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 
-from poms.lib import proc
 from submissions.models import Job, JobState
 from submissions.observations import JobObservation
 
-from .base import BatchError, BatchSystem
+from .base import BatchError, BatchSystem, run_cli
 
 log = logging.getLogger(__name__)
 
@@ -260,13 +259,7 @@ class SlurmBatch(BatchSystem):
     # --- running commands ----------------------------------------------------------------------
 
     def _run(self, argv):
-        try:
-            result = proc.run(argv, timeout=self.timeout)
-        except OSError as exc:
-            raise BatchError(f"cannot run {argv[0]}: {exc}") from exc
-        if result.timed_out:
-            raise BatchError(f"{argv[0]} did not answer within {self.timeout}s")
-        return result
+        return run_cli(argv, self.timeout)
 
     @staticmethod
     def _valid(target):

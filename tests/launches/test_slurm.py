@@ -242,7 +242,7 @@ def test_control_of_an_unknown_job_is_a_batch_error(real):
         ('echo \'{"jobs": [{"job_id": 1\'', "not JSON"),
         ('echo \'{"errors": [{"error": "boom"}], "jobs": []}\'', "boom"),
         ('echo \'{"jobs": [{"job_id": 4242}]}\'', "without job_id/job_state"),
-        ("sleep 5", "did not answer within 1s"),
+        ("sleep 5", "did not answer within 1 s"),
     ],
     ids=["missing", "exit-1", "garbled", "errors", "incomplete", "hangs"],
 )

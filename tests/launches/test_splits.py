@@ -1,14 +1,12 @@
 """Split types on the real catalogue: one table per type, then launches, dry runs and cursor changes."""
 
 import re
-import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import pytest
 from django.core.exceptions import PermissionDenied
-from django.db import connection
 from django.urls import NoReverseMatch, include, path, reverse
 from django.utils import timezone
 
@@ -22,6 +20,7 @@ from sam_adapter.catalog import CatalogHandler
 from sam_adapter.interface import DataHandlerError
 from sam_adapter.models import CatalogFile, NamedDataset, Snapshot
 from submissions.models import Submission
+from tests.concurrency import run_at_once
 from tests.conftest import World
 from tests.factories import ExperimentFactory
 
@@ -613,20 +612,7 @@ def test_two_launches_at_once_never_take_the_same_split(monkeypatch, settings):
     configure(stage, "nfiles(2)")
     stage.dataset = "raw"
     stage.save()
-    start, got = threading.Barrier(2), []
-
-    def launch():
-        try:
-            start.wait()
-            got.append(services.launch_stage(stage, actor=actor(world)).dataset)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=launch) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    got = run_at_once(lambda: services.launch_stage(stage, actor=actor(world)).dataset)
     assert sorted(got) == ["raw_slice0_files2", "raw_slice1_files2"]
 
 

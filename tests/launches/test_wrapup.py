@@ -94,11 +94,8 @@ def test_kicks(world, chain):
 def test_two_wrapups_at_once_locate_and_recover_once(world, chain):
     """Concurrent passes: SKIP LOCKED hands each submission to one of them, the status machine
     allows one Located, and the FollowUp constraint one recovery."""
-    import threading
-
-    from django.db import connection
-
     from submissions.models import StatusHistory
+    from tests.concurrency import run_at_once
 
     sim, _, cat = chain
     subs = []
@@ -106,23 +103,7 @@ def test_two_wrapups_at_once_locate_and_recover_once(world, chain):
         for k in range(2):
             cat.declare(f"in{i}_{k}.root", dataset=f"ds{i}", location="/pnfs")
         subs.append(processed_submission(world, sim, cat, f"ds{i}", consume={f"in{i}_0.root"}))
-    barrier, errors = threading.Barrier(2), []
-
-    def run():
-        try:
-            barrier.wait()
-            workflow.wrapup()
-        except Exception as exc:  # surfaced below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    run_at_once(workflow.wrapup)
     for sub in subs:
         assert StatusHistory.objects.filter(submission=sub, status=Status.LOCATED).count() == 1
         assert Submission.objects.filter(recovery_parent=sub).count() == 1

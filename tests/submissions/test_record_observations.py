@@ -1,14 +1,12 @@
 """record_observations(): only changes are written, in bulk, idempotently, concurrency-safe."""
 
-import threading
-
 import pytest
-from django.db import connection
 
 from submissions.models import Job, JobEvent, JobState, StatusHistory, Submission
 from submissions.models import Status as S
 from submissions.observations import JobObservation
 from submissions.services import record_observations
+from tests.concurrency import run_at_once
 from tests.factories import SubmissionFactory
 
 pytestmark = pytest.mark.django_db
@@ -98,24 +96,7 @@ def test_a_failing_recovery_is_completed():
 def test_two_concurrent_polls_write_each_change_once():
     subs = [SubmissionFactory(batch_id=str(i)) for i in range(10)]
     batch = [JobObservation(s.pk, f"{s.pk}.{i}", JobState.RUNNING) for s in subs for i in range(20)]
-    barrier = threading.Barrier(2)
-    errors = []
-
-    def poll():
-        try:
-            barrier.wait()
-            record_observations(batch)
-        except Exception as exc:  # surfaced by the assertion below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=poll) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    run_at_once(lambda: record_observations(batch))
     assert Job.objects.count() == 200
     assert JobEvent.objects.count() == 200
     assert StatusHistory.objects.filter(status=S.RUNNING).count() == 10

@@ -225,11 +225,22 @@ def endpoint(method):
     return decorate
 
 
-def _project(cat, name):
+def _project(cat, name, who):
     project = Project.objects.filter(experiment=cat.experiment, name=name).first()
     if project is None:
         raise ApiError(404, f"no project named {name!r} in experiment {cat.experiment}")
+    _own(project, who)
     return project
+
+
+def _own(project, who):
+    """A launch's callback token works only on its own submission's projects."""
+    if who.submission_id is not None and project.submission_id not in (None, who.submission_id):
+        raise ApiError(
+            403,
+            f"the token of submission {who.submission_id} may not use project {project.name} "
+            f"of submission {project.submission_id}",
+        )
 
 
 # --- endpoints ---------------------------------------------------------------------------------
@@ -247,6 +258,7 @@ def start_project(request, cat, who, body):
     except IntegrityError:
         # Another job created it between the handler's look and its insert (rolled back): join it.
         project = cat.start_project(name, dataset, submission_id=who.submission_id)
+    _own(project, who)
     if project.dataset != dataset:
         raise ApiError(409, f"project {name} already exists over dataset {project.dataset}, not {dataset}")
     reply = {"project": project.name, "dataset": project.dataset, "files": project.files.count()}
@@ -255,7 +267,7 @@ def start_project(request, cat, who, body):
 
 @endpoint("POST")
 def next_file(request, cat, who, body, name):
-    project = _project(cat, name)
+    project = _project(cat, name, who)
     data = _valid(ProcessForm, body)
     f = cat.next_file(project, data["process"])
     if f is None:
@@ -265,7 +277,7 @@ def next_file(request, cat, who, body, name):
 
 @endpoint("POST")
 def file_status(request, cat, who, body, name):
-    project = _project(cat, name)
+    project = _project(cat, name, who)
     data = _valid(StatusForm, body)
     cat.set_file_status(project, data["file"], data["status"])
     return 200, {"project": project.name, "file": data["file"], "status": data["status"]}
@@ -273,7 +285,7 @@ def file_status(request, cat, who, body, name):
 
 @endpoint("POST")
 def end_process(request, cat, who, body, name):
-    project = _project(cat, name)
+    project = _project(cat, name, who)
     data = _valid(ProcessForm, body)
     cat.end_process(project, data["process"])
     project.refresh_from_db(fields=["status"])

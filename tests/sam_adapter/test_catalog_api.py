@@ -360,3 +360,20 @@ def test_the_demo_generates_files_and_the_next_stage_consumes_them(live_server, 
     assert not services.run_launch(bad.pk)
     log = Path(Submission.objects.get(pk=bad.pk).launch_log).read_text()
     assert "refused (HTTP 404): no dataset named 'no_such_dataset' in experiment demo" in log
+
+
+def test_a_launch_token_works_only_on_its_own_submissions_projects(world, cat, tokens):
+    other = SubmissionFactory(stage=world.production_stage)
+    other_token = issue_callback_token(world.users["production"], world.experiment, other.pk)
+    assert post(tokens.job, "projects/start", {"project": "mine", "dataset": "raw"}).status_code == 201
+    before = catalog_state()
+    for path, body in [
+        ("projects/mine/next", {"process": "p"}),
+        ("projects/mine/status", {"file": RAW[0], "status": "failed"}),
+        ("projects/mine/done", {"process": "p"}),
+        ("projects/start", {"project": "mine", "dataset": "raw"}),
+    ]:
+        reply = post(other_token, path, body)
+        assert reply.status_code == 403 and "may not use project mine" in reply.json()["error"], path
+    assert catalog_state() == before
+    assert post(tokens.analyst, "projects/mine/next", {"process": "p"}).status_code == 200  # a person's token

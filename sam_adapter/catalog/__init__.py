@@ -78,22 +78,20 @@ class CatalogHandler(DataHandler):
                 numbered = numbered.annotate(slot=Mod(F("position") - 1, Value(stride), output_field=IntegerField()))
                 return base.filter(pk__in=[row["pk"] for row in numbered.filter(slot=offset).values("pk")])
             case q.ParentsOf(source=src, depth=depth):
-                current = self.files(src, _seen)
-                for _ in range(max(depth, 1)):
-                    current = base.filter(
-                        pk__in=Parentage.objects.filter(child__in=current.values("pk")).values("parent")
-                    )
-                return current
+                return self._walk(base, self.files(src, _seen), depth, known="child", wanted="parent")
             case q.ChildrenOf(source=src, depth=depth):
-                current = self.files(src, _seen)
-                for _ in range(max(depth, 1)):
-                    current = base.filter(
-                        pk__in=Parentage.objects.filter(parent__in=current.values("pk")).values("child")
-                    )
-                return current
+                return self._walk(base, self.files(src, _seen), depth, known="parent", wanted="child")
             case q.Raw(backend=backend, text=text):
                 raise DataHandlerError(f"the catalogue cannot evaluate a raw {backend} fragment: {text!r}")
         raise DataHandlerError(f"the catalogue does not know the query node {type(query).__name__}")
+
+    @staticmethod
+    def _walk(base, current, depth, *, known, wanted):
+        """Follow parentage `depth` generations (output_ancestor_depth) from `current`."""
+        for _ in range(max(depth, 1)):
+            links = Parentage.objects.filter(**{f"{known}__in": current.values("pk")})
+            current = base.filter(pk__in=links.values(wanted))
+        return current
 
     @staticmethod
     def _match(m):

@@ -7,6 +7,7 @@ from django.test import Client
 from django.urls import reverse
 
 from launches import services
+from launches.tasks import launch_submission
 from poms.models import CallbackToken
 from poms.permissions import actor_for
 from poms.tokens import create_api_token, issue_callback_token
@@ -130,7 +131,9 @@ def test_the_token_page_shows_a_new_token_once(world):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_abort_kills_a_running_launch(world):
+def test_abort_kills_a_running_launch(world, monkeypatch):
+    # The launch is run by the thread below, not by a Celery worker an earlier test left listening.
+    monkeypatch.setattr(launch_submission, "delay_on_commit", lambda *a, **k: None)
     jt = world.production_stage.job_type
     jt.launch_script, jt.definition_parameters = "echo started; sleep 120", []
     jt.save()

@@ -196,12 +196,11 @@ def build_world(stage, n_jobs, n_subs):
         for k in range(size):
             before.append(running(sub.pk, f"{sub.batch_id}.{k}", n))
             n += 1
-    # COPY, not bulk_create: setup is not what we measure, and this keeps reruns quick. Each job
-    # carries the fingerprint record_observations would have stored, as if a poll had written it.
+    # COPY, not bulk_create: setup is not what we measure, and this keeps reruns quick.
     with transaction.atomic(), connection.cursor() as cur:
         cur.cursor.copy_expert(
-            f"COPY {Job._meta.db_table} ({', '.join(COPY_COLUMNS)}, state_changed, fingerprint) FROM STDIN",
-            copy_text(as_row(o, T0, ingest.fingerprint(o)) for o in before),
+            f"COPY {Job._meta.db_table} ({', '.join(COPY_COLUMNS)}, state_changed) FROM STDIN",
+            copy_text(as_row(o, T0) for o in before),
         )
     return before
 
@@ -276,9 +275,19 @@ class Series:
 
 def measure(before, after, changed, repeats):
     a = Series(f"(a) record_observations, {100 // CHANGED_EVERY}% changed", len(after), len(changed))
+    cold = Series("(a) the same, first poll in this process", len(after), len(changed))
     b = Series("(b) record_observations, nothing changed", len(after), 0)
     base = Series("baseline: COPY to temp + 1 UPDATE", len(changed), len(changed))
     for rep in range(repeats):
+        # (a) as a poll worker that has just started (or whose copy was evicted): it reads the
+        # stored job rows back from the database. Then flip the jobs back and measure (a) again as
+        # the steady state: the worker that wrote the rows last poll compares with its own copy.
+        vacuum()
+        ingest.MIRROR.clear()
+        elapsed, queries, writes = timed(lambda: record_observations(after))
+        expect("cycle (a), first poll", writes, len(changed))
+        cold.add(elapsed, queries)
+        expect("revert", record_observations(before), len(changed))
         vacuum()
         elapsed, queries, writes = timed(lambda: record_observations(after))
         expect("cycle (a)", writes, len(changed))
@@ -291,17 +300,16 @@ def measure(before, after, changed, repeats):
         vacuum()
         elapsed, queries, copy = timed(lambda: baseline(changed))
         base.add(elapsed, [*queries, copy])
-        # The baseline touched only job rows, behind record_observations' back: forget the
-        # submission and job fingerprints so this untimed revert really puts the rows back.
-        Submission.objects.update(poll_digest="")
-        Job.objects.exclude(state=JobState.RUNNING).update(fingerprint=0)  # the rows it changed
+        # The baseline wrote job rows behind record_observations' back, as another writer would:
+        # a new poll_version tells the poll its copy is stale, so this revert reads the rows back.
+        Submission.objects.update(poll_digest="", poll_version=ingest.new_version())
         expect("revert baseline", record_observations(before), len(changed))
         print(
-            f"  repetition {rep + 1}/{repeats}: (a) {a.times[-1]:.3f}s  (b) {b.times[-1]:.3f}s  "
-            f"baseline {base.times[-1]:.3f}s",
+            f"  repetition {rep + 1}/{repeats}: (a) {a.times[-1]:.3f}s  (a, first poll) {cold.times[-1]:.3f}s  "
+            f"(b) {b.times[-1]:.3f}s  baseline {base.times[-1]:.3f}s",
             flush=True,
         )
-    return a, b, base
+    return a, cold, b, base
 
 
 # --- report ----------------------------------------------------------------------------------
@@ -311,7 +319,7 @@ def rate(rows, seconds):
     return f"{rows / seconds:,.0f}" if rows and seconds else "—"
 
 
-def report(a, b, base, repeats):
+def report(a, cold, b, base, repeats):
     header = (
         f"{'measurement':<44} {'rows in':>9} {'changed':>8} {'median s':>9} {'min s':>8} {'max s':>8} "
         f"{'rows in/s':>11} {'changed/s':>10} {'queries':>8} {'tx':>3}"
@@ -323,7 +331,7 @@ def report(a, b, base, repeats):
     )
     print(header)
     print("-" * len(header))
-    for s in (a, b, base):
+    for s in (a, cold, b, base):
         # Every repetition should issue the same statements; show it if one did not.
         queries = "/".join(sorted({str(q) for q in s.queries}))
         tx = "/".join(sorted({str(t) for t in s.transactions}))
@@ -338,12 +346,11 @@ def report(a, b, base, repeats):
     ok_a = ratio_a <= TARGET_A_VS_BASELINE
     ok_b = ratio_b <= TARGET_B_VS_A
     print(f"(a) / baseline = {ratio_a:6.1f}×   target ≤ {TARGET_A_VS_BASELINE:.0f}×    {'PASS' if ok_a else 'MISS'}")
-    # The target compares time for the same changed rows (above). Per row fed, the other reading:
-    per_row = (base.rows_in / base.median) / (a.rows_in / a.median)
-    print(f"   per observation fed: the baseline's rows/s are {per_row:.2f}× (a)'s (the other reading of the target)")
+    ratio_cold = cold.median / base.median
+    print(f"   first poll in a process: {ratio_cold:.1f}× the baseline (not a target: once per worker start)")
     print(f"(b) / (a)      = {ratio_b:6.0%}    target ≤ {TARGET_B_VS_A:.0%}    {'PASS' if ok_b else 'MISS'}")
     print()
-    for s in (a, b, base):
+    for s in (a, cold, b, base):
         breakdown(s)
     return ok_a and ok_b
 
@@ -421,8 +428,8 @@ def main():
         f"{len(changed):,} change in (a); built in {time.perf_counter() - start:.1f}s (not measured)"
     )
 
-    a, b, base = measure(before, after, changed, args.repeats)
-    ok = report(a, b, base, args.repeats)
+    a, cold, b, base = measure(before, after, changed, args.repeats)
+    ok = report(a, cold, b, base, args.repeats)
     if args.profile:
         profile(before, after, changed, top=15)
     connection.close()

@@ -167,6 +167,9 @@ POMS_JOBSUB_ROLE = env_str("POMS_JOBSUB_ROLE", "")
 POMS_JOBSUB_TIMEOUT = env_int("POMS_JOBSUB_TIMEOUT", 120)
 POMS_URL = env_str("POMS_URL", "http://127.0.0.1:8000")
 POMS_POLL_INTERVAL = env_int("POMS_POLL_INTERVAL", 60)
+# Job rows a poll worker keeps in memory to compare the next poll with (~0.5 kB each; 0 = none):
+# past this, the least recently polled submissions are read back from the database.
+POMS_POLL_MIRROR_JOBS = env_int("POMS_POLL_MIRROR_JOBS", 500_000)
 POMS_LAUNCH_RUN_TIMEOUT = env_int("POMS_LAUNCH_RUN_TIMEOUT", 600)
 # A submission still New with no job id this long after launch becomes LaunchFailed (POMS: 4 h).
 POMS_LAUNCH_FAILED_AFTER = env_int("POMS_LAUNCH_FAILED_AFTER", 4 * 3600)
@@ -221,6 +224,9 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# Polls go to their own queue, served by one single-process worker: that process keeps the job
+# rows it wrote in memory and compares the next poll with them (submissions/ingest.py Mirror).
+CELERY_TASK_ROUTES = {"launches.tasks.poll_batch_systems": {"queue": "poll"}}
 
 LOGGING = {
     "version": 1,

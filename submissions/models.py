@@ -87,6 +87,9 @@ class Submission(Owned):
     polled = models.DateTimeField(null=True, blank=True)
     # Fingerprint of the last poll's observations: an unchanged submission is skipped whole.
     poll_digest = models.CharField(max_length=32, blank=True)
+    # Random, new whenever a poll writes this submission's jobs: a poll worker's copy of the rows
+    # it wrote is current while the version is the one it wrote (submissions/ingest.py Mirror).
+    poll_version = models.BigIntegerField(default=0)
     poll_error = models.TextField(blank=True)
 
     objects = SubmissionQuerySet.as_manager()
@@ -173,7 +176,8 @@ JOB_DONE_STATES = (JobState.COMPLETED, JobState.FAILED, JobState.REMOVED)
 class Job(models.Model):
     """One batch job (a cluster's process / array task) of a submission."""
 
-    submission = models.ForeignKey(Submission, on_delete=models.CASCADE, related_name="jobs")
+    # No index of its own: job_unique_batch_id starts with submission_id and serves its lookups.
+    submission = models.ForeignKey(Submission, on_delete=models.CASCADE, related_name="jobs", db_index=False)
     batch_job_id = models.CharField(max_length=200)
     state = models.CharField(max_length=10, choices=JobState.choices, default=JobState.IDLE)
     state_changed = models.DateTimeField()
@@ -187,8 +191,6 @@ class Job(models.Model):
     hold_reason = models.CharField(max_length=300, blank=True)
     stdout_path = models.CharField(max_length=500, blank=True)
     stderr_path = models.CharField(max_length=500, blank=True)
-    # 64-bit hash of the last observation written: the poll compares it instead of every field.
-    fingerprint = models.BigIntegerField(db_default=0)
 
     class Meta:
         constraints = [
@@ -202,7 +204,11 @@ class Job(models.Model):
 class JobEvent(models.Model):
     """Append-only: one row per job state transition."""
 
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="events")
+    # Indexed by jobevent_by_job (job, created). No database constraint: events are written only by
+    # the poll, in the very statement that updates or inserts their jobs (submissions/ingest.py),
+    # and go with their job through the ORM's cascade. Checking 10,000 events per poll at COMMIT
+    # cost as much as writing them (bench/README.md).
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="events", db_index=False, db_constraint=False)
     state = models.CharField(max_length=10, choices=JobState.choices)
     created = models.DateTimeField()
     exit_code = models.IntegerField(null=True, blank=True)

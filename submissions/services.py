@@ -3,10 +3,13 @@
 import logging
 from collections import Counter, defaultdict
 from itertools import islice
+from operator import itemgetter
 
 from django.db import connection, transaction
 from django.utils import timezone
 from psycopg2.extras import execute_values
+
+from poms.lib.memory import paused_gc
 
 from . import ingest
 from .models import StatusHistory, Submission
@@ -87,16 +90,33 @@ def record_observations(observations, *, polled_ids=(), now=None):
     finds nothing left to change. `polled_ids` are submissions the poll asked about, even if
     no job of theirs was reported.
     """
-    now = now or timezone.now()
+    with paused_gc():
+        return _record_observations(observations, polled_ids, now or timezone.now())
+
+
+def _record_observations(observations, polled_ids, now):
+    # Each submission's observations as value tuples, in the order reported.
     by_sub = defaultdict(list)
     for obs in observations:
-        by_sub[obs.submission_id].append(obs)
+        by_sub[obs.submission_id].append(ingest.values_of(obs))
     ids = sorted(set(by_sub) | set(polled_ids))
     changed = 0
     it = iter(ids)
     while chunk := list(islice(it, CHUNK)):
-        changed += _record_chunk(chunk, by_sub, now)
+        # Most submissions look the same poll after poll. Those observed exactly as this process
+        # last wrote them are skipped without a lock: a skip writes nothing, so it cannot undo a
+        # concurrent writer. The rest are locked and checked again.
+        versions = dict(Submission.objects.filter(pk__in=chunk).values_list("id", "poll_version"))
+        same = [sid for sid in chunk if _as_mirrored(sid, versions.get(sid), by_sub)]
+        Submission.objects.filter(pk__in=same).update(polled=now, poll_error="")
+        if len(same) < len(chunk):
+            changed += _record_chunk(sorted(set(chunk) - set(same)), by_sub, now)
     return changed
+
+
+def _as_mirrored(sid, version, by_sub):
+    mirrored = ingest.MIRROR.get(sid, version)
+    return mirrored is not None and mirrored.observed == by_sub.get(sid, [])
 
 
 @transaction.atomic
@@ -108,42 +128,39 @@ def _record_chunk(ids, by_sub, now):
         .order_by("pk")
         .only("id", "recovery_parent_id", *SUBMISSION_FIELDS)
     }
-    # Most submissions look the same poll after poll: skip those whose observations hash the same
-    # as last time without loading their jobs (the digest is written with the changes it stands for).
-    digests = {sid: ingest.digest(by_sub.get(sid, ())) for sid in subs}
-    ids = [sid for sid in ids if sid in subs and subs[sid].poll_digest != digests[sid]]
-    current = ingest.load_jobs(ids)
+    # Skip those observed exactly as last time, by this process (its mirror) or by any (the
+    # digest, written with the changes it stands for).
+    observed = {sid: by_sub.get(sid, []) for sid in subs}
+    mirrored = {sid: ingest.MIRROR.get(sid, sub.poll_version) for sid, sub in subs.items()}
+    ids = [sid for sid in ids if sid in subs and (mirrored[sid] is None or mirrored[sid].observed != observed[sid])]
+    digests = {sid: ingest.digest(observed[sid]) for sid in ids}
+    ids = [sid for sid in ids if subs[sid].poll_digest != digests[sid]]
+    stored = {sid: mirrored[sid].jobs if mirrored[sid] else None for sid in ids}
+    stored.update(ingest.load_jobs([sid for sid, rows in stored.items() if rows is None]))
 
-    changed, events = [], []
-    states = defaultdict(Counter)
+    changed, jobs = [], {}
     for sid in ids:
-        known = current.get(sid, {})
-        seen = set()
-        for obs in by_sub.get(sid, ()):
-            seen.add(obs.batch_job_id)
-            states[sid][obs.state] += 1
-            job_id, old_state, old_fp = known.get(obs.batch_job_id, (None, None, None))
-            fp = ingest.fingerprint(obs)
-            if fp == old_fp:
+        known = stored[sid]
+        rows = jobs[sid] = dict(known)  # the rows after this write; `known` may be shared
+        for values in observed[sid]:
+            old = known.get(values[0])
+            if values == old:
                 continue
-            moved = old_state != obs.state
-            changed.append((job_id, sid, obs, fp, now if moved else None))
-            if moved:
-                events.append((sid, obs))
-        # Jobs the batch system did not mention keep their stored state in the counts.
-        for batch_job_id, (_job_id, old_state, _fp) in known.items():
-            if batch_job_id not in seen:
-                states[sid][old_state] += 1
+            moved = old is None or old[1] != values[1]
+            changed.append((sid, values, old is not None, moved))
+            rows[values[0]] = values
     if changed:
-        job_ids = ingest.write_jobs(changed)
-        ingest.write_events([(job_ids[(sid, o.batch_job_id)], o.state, now, o.exit_code) for sid, o in events])
+        ingest.write_jobs(changed, now)
 
     history, dirty = [], []
     for sid in ids:
         sub = subs[sid]
         before = _row_state(sub)
-        sub.poll_digest = digests[sid]
-        counts = states[sid]
+        sub.poll_digest, sub.poll_version = digests[sid], ingest.new_version()
+        # Safe before the commit: if it rolls back, the stored version is not this one.
+        ingest.MIRROR.put(sid, sub.poll_version, jobs[sid], observed[sid])
+        # Jobs the batch system did not mention keep their stored state in the counts.
+        counts = Counter(map(STATE, jobs[sid].values()))
         for state in COUNTED:
             setattr(sub, f"jobs_{state}", counts[state])
         proposed = derive_from_jobs(counts)
@@ -153,29 +170,40 @@ def _record_chunk(ids, by_sub, now):
             log.info("submission %s → %s (poll)", sub.pk, sub.get_status_display())
         if _row_state(sub) != before:
             dirty.append(sub)
-    if dirty:
-        _update_submissions(dirty)
+    _update_submissions(dirty, now)
     StatusHistory.objects.bulk_create(history)
-    Submission.objects.filter(pk__in=list(subs)).update(polled=now, poll_error="")
+    # The rest were polled too: one UPDATE, not one per submission.
+    written = {sub.pk for sub in dirty}
+    Submission.objects.filter(pk__in=[sid for sid in subs if sid not in written]).update(polled=now, poll_error="")
     return len(changed) + len(history)
 
 
+STATE = itemgetter(1)  # of a value tuple
 COUNTED = ("idle", "running", "held", "completed", "failed", "removed")
-SUBMISSION_FIELDS = ["status", "status_changed", "finished", *(f"jobs_{c}" for c in COUNTED), "poll_digest"]
+SUBMISSION_FIELDS = [
+    "status", "status_changed", "finished", *(f"jobs_{c}" for c in COUNTED), "poll_digest", "poll_version",
+]  # fmt: skip
 
 
 def _row_state(sub):
     return tuple(getattr(sub, f) for f in SUBMISSION_FIELDS)
 
 
-def _update_submissions(subs):
-    """One UPDATE … FROM (VALUES …) for the changed submissions: bulk_update's CASE WHEN per
-    field costs more to build in Python than the statement costs PostgreSQL (bench/poll_ingest)."""
+def _update_submissions(subs, polled):
+    """One UPDATE … FROM (VALUES …) for the changed submissions, stamping them polled: bulk_update's
+    CASE WHEN per field costs more to build in Python than the statement costs PostgreSQL
+    (bench/poll_ingest)."""
+    if not subs:
+        return
     table = Submission._meta.db_table
     columns = ", ".join(f"{f} = v.{f}" for f in SUBMISSION_FIELDS)
     names = ", ".join(SUBMISSION_FIELDS)
-    sql = f"UPDATE {table} AS s SET {columns} FROM (VALUES %s) AS v(id, {names}) WHERE s.id = v.id"
-    template = "(%s, %s, %s::timestamptz, %s::timestamptz" + ", %s" * (len(SUBMISSION_FIELDS) - 3) + ")"
-    rows = [(sub.pk, *_row_state(sub)) for sub in subs]
+    sql = (
+        f"UPDATE {table} AS s SET {columns}, polled = v.polled, poll_error = '' "
+        f"FROM (VALUES %s) AS v(id, {names}, polled) WHERE s.id = v.id"
+    )
+    template = "(%s, %s, %s::timestamptz, %s::timestamptz" + ", %s" * (len(SUBMISSION_FIELDS) - 4)
+    template += ", %s::bigint, %s::timestamptz)"
+    rows = [(sub.pk, *_row_state(sub), polled) for sub in subs]
     with connection.cursor() as cursor:
         execute_values(cursor.cursor, sql, rows, template=template, page_size=CHUNK)

@@ -62,7 +62,9 @@ def celery_worker():
     base = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0]
     app.conf.broker_url = f"{base}/{os.environ.get('POMS_TEST_REDIS_DB', '14')}"
     app.conf.broker_connection_retry_on_startup = True
-    with start_worker(app, pool="threads", concurrency=2, perform_ping_check=False, shutdown_timeout=30) as worker:
+    with start_worker(
+        app, pool="threads", concurrency=2, perform_ping_check=False, shutdown_timeout=30, queues=["celery", "poll"]
+    ) as worker:
         yield worker
 
 

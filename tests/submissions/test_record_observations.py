@@ -105,7 +105,7 @@ def test_two_concurrent_polls_write_each_change_once():
 
 def test_odd_text_from_a_batch_system_is_stored_exactly():
     sub = SubmissionFactory(batch_id="7")
-    reason = 'held: "quota"\tline\nnext \\N back\\slash — ünïcode'
+    reason = 'held: "quota"\tline\nnext \\N back\\slash — ünïcode\n\\.\n,"'
     record_observations([JobObservation(sub.pk, "7.0", JobState.HELD, hold_reason=reason, host="wn\t01")])
     job = Job.objects.get(submission=sub)
     assert (job.hold_reason, job.host) == (reason, "wn\t01")

@@ -119,6 +119,9 @@ def load_jobs(submission_ids):
 
 # Job columns holding text, never NULL: in COPY's CSV format an empty field is NULL unless quoted.
 TEXT_COLUMNS = ("batch_job_id", "state", "host", "hold_reason", "stdout_path", "stderr_path")
+# Descriptive text a batch system may make longer than its column: stored cut, not refused (one
+# over-long hold reason must not stall every later poll of its submissions).
+CLIPPED = {c: Job._meta.get_field(c).max_length for c in ("host", "hold_reason", "stdout_path", "stderr_path")}
 
 
 def _copy_in(cursor, table, columns, rows, text_columns=()):
@@ -139,13 +142,16 @@ def write_jobs(changed, now):
     job, event = Job._meta.db_table, JobEvent._meta.db_table
     columns = ("submission_id", *OBSERVED)
     names = ", ".join(columns)
-    sets = ", ".join(f"{c} = i.{c}" for c in JOB_COLUMNS)
+    # What a batch system says about a job arrives as text of any length and is cut to its column.
+    incoming = ", ".join(f"{c}::text AS {c}" if c in CLIPPED else c for c in columns)
+    clipped = {c: f"left(i.{c}, {CLIPPED[c]})" if c in CLIPPED else f"i.{c}" for c in columns}
+    sets = ", ".join(f"{c} = {clipped[c]}" for c in JOB_COLUMNS)
     with connection.cursor() as cursor:
         # Created once per connection, emptied by every commit (several chunks may share a
         # transaction, hence the TRUNCATE too).
         cursor.execute(
             f"CREATE TEMP TABLE IF NOT EXISTS {INCOMING} ON COMMIT DELETE ROWS AS "
-            f"SELECT {names}, true AS stored, true AS moved FROM {job} WITH NO DATA"
+            f"SELECT {incoming}, true AS stored, true AS moved FROM {job} WITH NO DATA"
         )
         cursor.execute(f"TRUNCATE {INCOMING}")
         rows = [(sid, *values, stored, moved) for sid, values, stored, moved in changed]
@@ -157,7 +163,8 @@ def write_jobs(changed, now):
             f"  FROM {INCOMING} i WHERE i.stored AND j.submission_id = i.submission_id"
             f"  AND j.batch_job_id = i.batch_job_id RETURNING j.id, i.state, i.exit_code, i.moved"
             f"), inserted AS ("
-            f"  INSERT INTO {job} ({names}, state_changed) SELECT {names}, %(now)s FROM {INCOMING} WHERE NOT stored"
+            f"  INSERT INTO {job} ({names}, state_changed) SELECT {', '.join(clipped.values())}, %(now)s"
+            f"  FROM {INCOMING} i WHERE NOT stored"
             f"  RETURNING id, state, exit_code"
             f") INSERT INTO {event} (job_id, state, exit_code, created)"
             f"  SELECT id, state, exit_code, %(now)s FROM updated WHERE moved"

@@ -110,3 +110,16 @@ def test_odd_text_from_a_batch_system_is_stored_exactly():
     job = Job.objects.get(submission=sub)
     assert (job.hold_reason, job.host) == (reason, "wn\t01")
     assert record_observations([JobObservation(sub.pk, "7.0", JobState.HELD, hold_reason=reason, host="wn\t01")]) == 0
+
+
+def test_over_long_text_from_a_batch_system_is_cut_to_its_column_not_refused():
+    sub = SubmissionFactory(batch_id="7")
+    long = JobObservation(sub.pk, "7.0", JobState.HELD, hold_reason="r" * 1000, host="h" * 300, stdout_path="/" * 900)
+    record_observations([long, JobObservation(sub.pk, "7.1", JobState.RUNNING)])
+    job = Job.objects.get(submission=sub, batch_job_id="7.0")
+    assert (len(job.hold_reason), len(job.host), len(job.stdout_path)) == (300, 200, 500)
+    sub.refresh_from_db()
+    assert (sub.jobs_held, sub.jobs_running, sub.status) == (1, 1, S.HELD)
+    released = JobObservation(sub.pk, "7.0", JobState.RUNNING, host="h" * 300)
+    record_observations([released, JobObservation(sub.pk, "7.1", JobState.RUNNING)])
+    assert Job.objects.get(submission=sub, batch_job_id="7.0").state == "running"

@@ -1,21 +1,20 @@
 """The bulk SQL and the in-memory bookkeeping behind record_observations (engineering.md §3.4,
 tier 2). Observations are compared with the stored job rows as plain value tuples; changed rows
-go through COPY into a temporary table and one UPDATE / one INSERT, and job events are COPYed
-straight in. PostgreSQL only, as POMS is.
+go through COPY into a temporary table, and one statement updates and inserts the jobs and
+inserts their events. PostgreSQL only, as POMS is.
 
 The stored rows a poll compares against come from the process's `MIRROR` when it is current,
-else from the database. A poll worker keeps a copy of the job rows it last wrote, stamped with
-the random `poll_version` it wrote with them; any other writer changes that version, so a stale
-copy is never used (the same idea as Kubernetes' resourceVersion). See bench/README.md for why.
+else from the database. A poll worker keeps a copy of the job rows it last wrote or read, stamped
+with the submission's random `poll_version` at the time; every write of the jobs changes that
+version, so a stale copy is never used (the same idea as Kubernetes' resourceVersion). See
+bench/README.md for the figures.
 """
 
 import csv
 import io
-import pickle
 import secrets
 import threading
 from collections import OrderedDict
-from hashlib import blake2b
 from operator import attrgetter
 from typing import NamedTuple
 
@@ -38,28 +37,20 @@ INCOMING = "poms_incoming_jobs"
 values_of = attrgetter(*OBSERVED)
 
 
-def digest(rows):
-    """Fingerprint of a submission's whole observation: its value tuples in the order reported
-    (a reordering only costs one full comparison, never a missed change). One pickle per
-    submission, the cheapest stable bytes for a list of rows; equal bytes mean equal values, and
-    the rare equal values pickled differently only cost that full comparison."""
-    return blake2b(pickle.dumps(rows, protocol=5), digest_size=16).hexdigest()
-
-
 def new_version():
     """A fresh `poll_version`: random, so it never repeats, not even across database resets."""
     return secrets.randbits(63)
 
 
 class Mirrored(NamedTuple):
-    version: int  # the submission's poll_version when written
+    version: int  # the submission's poll_version when the rows were written or read
     jobs: dict  # {batch job id: value tuple}, every job of the submission as stored
-    observed: list  # the value tuples of the observation that wrote them, in the order reported
+    observed: list  # the value tuples of the last observation compared with them, as reported
 
 
 class Mirror:
-    """This process's copy of the job rows it last wrote, per submission ({submission id:
-    Mirrored}), current while the submission's poll_version is the one written with it.
+    """This process's copy of the job rows it last wrote or read, per submission ({submission id:
+    Mirrored}), current while the submission's poll_version is still the one it was taken at.
 
     Bounded by `POMS_POLL_MIRROR_JOBS` jobs; the least recently written submissions go first and
     are read from the database next time. Entries are replaced whole, never changed in place, so

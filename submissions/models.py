@@ -85,10 +85,9 @@ class Submission(Owned):
     # between leaves it set, and the next pass finishes the job.
     followups_pending = models.BooleanField(default=False)
     polled = models.DateTimeField(null=True, blank=True)
-    # Fingerprint of the last poll's observations: an unchanged submission is skipped whole.
-    poll_digest = models.CharField(max_length=32, blank=True)
     # Random, new whenever a poll writes this submission's jobs: a poll worker's copy of the rows
-    # it wrote is current while the version is the one it wrote (submissions/ingest.py Mirror).
+    # is current while the version is the one it wrote or read them with (submissions/ingest.py
+    # Mirror). Anything else that ever writes jobs must give the submission a new version too.
     poll_version = models.BigIntegerField(default=0)
     poll_error = models.TextField(blank=True)
 

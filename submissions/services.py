@@ -18,6 +18,7 @@ from .status import FINAL, decide, derive_from_jobs
 log = logging.getLogger(__name__)
 
 CHUNK = 500  # submissions per transaction in record_observations
+SKIM = 10 * CHUNK  # submissions per query when looking for the unchanged ones
 
 
 def _transition(sub, proposed, *, now, by=None, cause=""):
@@ -96,21 +97,22 @@ def record_observations(observations, *, polled_ids=(), now=None):
 
 def _record_observations(observations, polled_ids, now):
     # Each submission's observations as value tuples, in the order reported.
-    by_sub = defaultdict(list)
+    by_sub, values_of = defaultdict(list), ingest.values_of
     for obs in observations:
-        by_sub[obs.submission_id].append(ingest.values_of(obs))
+        by_sub[obs.submission_id].append(values_of(obs))
     ids = sorted(set(by_sub) | set(polled_ids))
     changed = 0
     it = iter(ids)
-    while chunk := list(islice(it, CHUNK)):
+    while batch := list(islice(it, SKIM)):
         # Most submissions look the same poll after poll. Those observed exactly as this process
         # last wrote them are skipped without a lock: a skip writes nothing, so it cannot undo a
-        # concurrent writer. The rest are locked and checked again.
-        versions = dict(Submission.objects.filter(pk__in=chunk).values_list("id", "poll_version"))
-        same = [sid for sid in chunk if _as_mirrored(sid, versions.get(sid), by_sub)]
+        # concurrent writer. The rest are locked and checked again, CHUNK at a time.
+        versions = dict(Submission.objects.filter(pk__in=batch).values_list("id", "poll_version"))
+        same = {sid for sid in batch if _as_mirrored(sid, versions.get(sid), by_sub)}
         Submission.objects.filter(pk__in=same).update(polled=now, poll_error="")
-        if len(same) < len(chunk):
-            changed += _record_chunk(sorted(set(chunk) - set(same)), by_sub, now)
+        rest = iter([sid for sid in batch if sid not in same])
+        while chunk := list(islice(rest, CHUNK)):
+            changed += _record_chunk(chunk, by_sub, now)
     return changed
 
 
@@ -128,27 +130,26 @@ def _record_chunk(ids, by_sub, now):
         .order_by("pk")
         .only("id", "recovery_parent_id", *SUBMISSION_FIELDS)
     }
-    # Skip those observed exactly as last time, by this process (its mirror) or by any (the
-    # digest, written with the changes it stands for).
-    observed = {sid: by_sub.get(sid, []) for sid in subs}
-    mirrored = {sid: ingest.MIRROR.get(sid, sub.poll_version) for sid, sub in subs.items()}
-    ids = [sid for sid in ids if sid in subs and (mirrored[sid] is None or mirrored[sid].observed != observed[sid])]
-    digests = {sid: ingest.digest(observed[sid]) for sid in ids}
-    ids = [sid for sid in ids if subs[sid].poll_digest != digests[sid]]
-    stored = {sid: mirrored[sid].jobs if mirrored[sid] else None for sid in ids}
-    stored.update(ingest.load_jobs([sid for sid, rows in stored.items() if rows is None]))
+    ids = [sid for sid in ids if sid in subs]
+    observed = {sid: by_sub.get(sid, []) for sid in ids}
+    # This process's copy of the rows where it is still current (checked again under the lock),
+    # else the rows themselves.
+    mirrored = {sid: ingest.MIRROR.get(sid, subs[sid].poll_version) for sid in ids}
+    jobs = {sid: m.jobs for sid, m in mirrored.items() if m is not None}
+    jobs.update(ingest.load_jobs([sid for sid in ids if sid not in jobs]))
 
-    changed, jobs = [], {}
+    changed, touched = [], set()
     for sid in ids:
-        known = stored[sid]
-        rows = jobs[sid] = dict(known)  # the rows after this write; `known` may be shared
+        known = jobs[sid]
         for values in observed[sid]:
             old = known.get(values[0])
             if values == old:
                 continue
-            moved = old is None or old[1] != values[1]
-            changed.append((sid, values, old is not None, moved))
-            rows[values[0]] = values
+            if sid not in touched:  # copy before the first change: `known` may be the mirror's
+                touched.add(sid)
+                known = jobs[sid] = dict(known)
+            changed.append((sid, values, old is not None, old is None or old[1] != values[1]))
+            known[values[0]] = values
     if changed:
         ingest.write_jobs(changed, now)
 
@@ -156,8 +157,10 @@ def _record_chunk(ids, by_sub, now):
     for sid in ids:
         sub = subs[sid]
         before = _row_state(sub)
-        sub.poll_digest, sub.poll_version = digests[sid], ingest.new_version()
-        # Safe before the commit: if it rolls back, the stored version is not this one.
+        if sid in touched:
+            sub.poll_version = ingest.new_version()
+        # The copy is the rows as of this version: just written, or read under the lock. Safe
+        # before the commit: if it rolls back, the stored version is not a new one written here.
         ingest.MIRROR.put(sid, sub.poll_version, jobs[sid], observed[sid])
         # Jobs the batch system did not mention keep their stored state in the counts.
         counts = Counter(map(STATE, jobs[sid].values()))
@@ -181,7 +184,7 @@ def _record_chunk(ids, by_sub, now):
 STATE = itemgetter(1)  # of a value tuple
 COUNTED = ("idle", "running", "held", "completed", "failed", "removed")
 SUBMISSION_FIELDS = [
-    "status", "status_changed", "finished", *(f"jobs_{c}" for c in COUNTED), "poll_digest", "poll_version",
+    "status", "status_changed", "finished", *(f"jobs_{c}" for c in COUNTED), "poll_version",
 ]  # fmt: skip
 
 

@@ -142,3 +142,18 @@ def test_the_collector_is_paused_only_while_a_poll_is_written():
         assert not gc.isenabled()  # a caller's own pause is left alone
     finally:
         gc.enable()
+
+
+def test_a_poll_that_changes_no_job_keeps_the_version_so_other_copies_stay_current(loads):
+    sub = SubmissionFactory(batch_id="7")
+    record_observations(running(sub, "7.0", "7.1"))
+    version = Submission.objects.get(pk=sub.pk).poll_version
+    assert version != 0
+    ingest.MIRROR.clear()  # another process, which has not seen this submission yet
+    loads.clear()
+    assert record_observations(list(reversed(running(sub, "7.0", "7.1")))) == 0
+    assert loads == [sub.pk]
+    assert Submission.objects.get(pk=sub.pk).poll_version == version
+    assert ingest.MIRROR.get(sub.pk, version) is not None  # read under the lock: current
+    record_observations([completed(sub, "7.0"), *running(sub, "7.1")])
+    assert Submission.objects.get(pk=sub.pk).poll_version != version

@@ -2,7 +2,8 @@ from django.contrib import admin
 
 from .models import Job, JobEvent, StatusHistory, Submission
 
-# The ledger is written only through submissions.services; the admin shows it read-only.
+# The ledger is written only through submissions.services; the admin shows it read-only, and
+# deletes nothing (a poll worker's copy of the job rows trusts that only polls write them).
 
 
 class ReadOnly(admin.ModelAdmin):
@@ -10,6 +11,9 @@ class ReadOnly(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
         return False
 
 

@@ -37,6 +37,27 @@ INCOMING = "poms_incoming_jobs"
 values_of = attrgetter(*OBSERVED)
 
 
+# Descriptive text a batch system may make longer than its column: stored cut, not refused (one
+# over-long hold reason must not stall every later poll of its submissions).
+CLIPPED = {
+    OBSERVED.index(c): Job._meta.get_field(c).max_length for c in ("host", "hold_reason", "stdout_path", "stderr_path")
+}
+FLOATS = [OBSERVED.index(c) for c in ("cpu_seconds", "wall_seconds", "memory_mb")]
+
+
+def as_stored(values):
+    """The value tuple as the job table will hold it: text cut to its column, missing text empty,
+    NaN as NULL. Applied only to observations that differ from the stored row, so that a value
+    the table cannot hold as given is not seen as a change poll after poll."""
+    values = list(values)
+    for i, limit in CLIPPED.items():
+        values[i] = (values[i] or "")[:limit]
+    for i in FLOATS:
+        if values[i] != values[i]:  # NaN
+            values[i] = None
+    return tuple(values)
+
+
 def new_version():
     """A fresh `poll_version`: random, so it never repeats, not even across database resets."""
     return secrets.randbits(63)
@@ -69,15 +90,24 @@ class Mirror:
     def put(self, sid, version, jobs, observed):
         limit = settings.POMS_POLL_MIRROR_JOBS if self.limit is None else self.limit
         with self._lock:
-            old = self._entries.pop(sid, None)
-            self._jobs -= len(old.jobs) if old else 0
-            if len(jobs) > limit:
+            self._drop(sid)
+            # Version 0 is every submission's before its first poll write: not a version to trust.
+            if version == 0 or _size(jobs) > limit:
                 return
             self._entries[sid] = Mirrored(version, jobs, observed)
-            self._jobs += len(jobs)
+            self._jobs += _size(jobs)
             while self._jobs > limit:
                 _sid, evicted = self._entries.popitem(last=False)
-                self._jobs -= len(evicted.jobs)
+                self._jobs -= _size(evicted.jobs)
+
+    def forget(self, sids):
+        with self._lock:
+            for sid in sids:
+                self._drop(sid)
+
+    def _drop(self, sid):
+        old = self._entries.pop(sid, None)
+        self._jobs -= _size(old.jobs) if old else 0
 
     def clear(self):
         with self._lock:
@@ -86,6 +116,10 @@ class Mirror:
 
     def __len__(self):
         return self._jobs
+
+
+def _size(jobs):
+    return max(1, len(jobs))  # a submission without jobs still takes an entry
 
 
 MIRROR = Mirror()
@@ -110,9 +144,6 @@ def load_jobs(submission_ids):
 
 # Job columns holding text, never NULL: in COPY's CSV format an empty field is NULL unless quoted.
 TEXT_COLUMNS = ("batch_job_id", "state", "host", "hold_reason", "stdout_path", "stderr_path")
-# Descriptive text a batch system may make longer than its column: stored cut, not refused (one
-# over-long hold reason must not stall every later poll of its submissions).
-CLIPPED = {c: Job._meta.get_field(c).max_length for c in ("host", "hold_reason", "stdout_path", "stderr_path")}
 
 
 def _copy_in(cursor, table, columns, rows, text_columns=()):
@@ -120,7 +151,9 @@ def _copy_in(cursor, table, columns, rows, text_columns=()):
     building COPY's text format in Python). None is an empty field, read as NULL except in the
     text columns named, where it reads as the empty string they hold instead."""
     out = io.StringIO()
-    csv.writer(out, lineterminator="\n").writerows(rows)
+    # CRLF ends a record so that the csv module quotes any field holding a lone \r or \n too
+    # (PostgreSQL would end the record there).
+    csv.writer(out, lineterminator="\r\n").writerows(rows)
     out.seek(0)
     options = f", FORCE_NOT_NULL ({', '.join(text_columns)})" if text_columns else ""
     cursor.cursor.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv{options})", out)
@@ -133,16 +166,13 @@ def write_jobs(changed, now):
     job, event = Job._meta.db_table, JobEvent._meta.db_table
     columns = ("submission_id", *OBSERVED)
     names = ", ".join(columns)
-    # What a batch system says about a job arrives as text of any length and is cut to its column.
-    incoming = ", ".join(f"{c}::text AS {c}" if c in CLIPPED else c for c in columns)
-    clipped = {c: f"left(i.{c}, {CLIPPED[c]})" if c in CLIPPED else f"i.{c}" for c in columns}
-    sets = ", ".join(f"{c} = {clipped[c]}" for c in JOB_COLUMNS)
+    sets = ", ".join(f"{c} = i.{c}" for c in JOB_COLUMNS)
     with connection.cursor() as cursor:
         # Created once per connection, emptied by every commit (several chunks may share a
         # transaction, hence the TRUNCATE too).
         cursor.execute(
             f"CREATE TEMP TABLE IF NOT EXISTS {INCOMING} ON COMMIT DELETE ROWS AS "
-            f"SELECT {incoming}, true AS stored, true AS moved FROM {job} WITH NO DATA"
+            f"SELECT {names}, true AS stored, true AS moved FROM {job} WITH NO DATA"
         )
         cursor.execute(f"TRUNCATE {INCOMING}")
         rows = [(sid, *values, stored, moved) for sid, values, stored, moved in changed]
@@ -154,11 +184,20 @@ def write_jobs(changed, now):
             f"  FROM {INCOMING} i WHERE i.stored AND j.submission_id = i.submission_id"
             f"  AND j.batch_job_id = i.batch_job_id RETURNING j.id, i.state, i.exit_code, i.moved"
             f"), inserted AS ("
-            f"  INSERT INTO {job} ({names}, state_changed) SELECT {', '.join(clipped.values())}, %(now)s"
-            f"  FROM {INCOMING} i WHERE NOT stored"
+            f"  INSERT INTO {job} ({names}, state_changed) SELECT {names}, %(now)s FROM {INCOMING} WHERE NOT stored"
             f"  RETURNING id, state, exit_code"
-            f") INSERT INTO {event} (job_id, state, exit_code, created)"
+            f"), events AS ("
+            f"  INSERT INTO {event} (job_id, state, exit_code, created)"
             f"  SELECT id, state, exit_code, %(now)s FROM updated WHERE moved"
-            f"  UNION ALL SELECT id, state, exit_code, %(now)s FROM inserted",
+            f"  UNION ALL SELECT id, state, exit_code, %(now)s FROM inserted"
+            f") SELECT (SELECT count(*) FROM updated)",
             {"now": now},
         )
+        (updated,) = cursor.fetchone()
+    expected = sum(stored for _sid, _values, stored, _moved in changed)
+    if updated != expected:
+        raise StaleRows(f"{expected - updated} of {expected} job rows to update were not there")
+
+
+class StaleRows(Exception):
+    """The job rows compared with were not the stored ones (something else deleted jobs)."""

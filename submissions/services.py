@@ -109,11 +109,30 @@ def _record_observations(observations, polled_ids, now):
         # concurrent writer. The rest are locked and checked again, CHUNK at a time.
         versions = dict(Submission.objects.filter(pk__in=batch).values_list("id", "poll_version"))
         same = {sid for sid in batch if _as_mirrored(sid, versions.get(sid), by_sub)}
-        Submission.objects.filter(pk__in=same).update(polled=now, poll_error="")
+        _stamp_polled(same, now)
         rest = iter([sid for sid in batch if sid not in same])
         while chunk := list(islice(rest, CHUNK)):
-            changed += _record_chunk(chunk, by_sub, now)
+            try:
+                changed += _record_chunk(chunk, by_sub, now)
+            except Exception:
+                # Whatever failed, this process's copies of these submissions' rows are suspect.
+                ingest.MIRROR.forget(chunk)
+                raise
     return changed
+
+
+def _stamp_polled(ids, now):
+    """Stamp submissions a poll found unchanged. Rows are locked in id order, as every writer
+    locks them, and those a concurrent poll holds are skipped: it stamps them itself."""
+    if not ids:
+        return
+    table = Submission._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET polled = %s, poll_error = '' WHERE id IN "
+            f"(SELECT id FROM {table} WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE SKIP LOCKED)",
+            [now, sorted(ids)],
+        )
 
 
 def _as_mirrored(sid, version, by_sub):
@@ -141,9 +160,10 @@ def _record_chunk(ids, by_sub, now):
     changed, touched = [], set()
     for sid in ids:
         known = jobs[sid]
-        for values in observed[sid]:
+        # A job listed twice in one answer counts as last listed.
+        for values in {values[0]: values for values in observed[sid]}.values():
             old = known.get(values[0])
-            if values == old:
+            if values == old or (values := ingest.as_stored(values)) == old:
                 continue
             if sid not in touched:  # copy before the first change: `known` may be the mirror's
                 touched.add(sid)

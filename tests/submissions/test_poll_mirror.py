@@ -2,9 +2,10 @@
 current, never a reason to miss or repeat a change."""
 
 import gc
+import threading
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from poms.lib.memory import paused_gc
@@ -118,6 +119,31 @@ def test_the_copy_is_bounded_and_drops_the_least_recently_written_first():
     mirror.put(2, 21, {"a": (), "b": (), "c": (), "d": (), "e": (), "f": ()}, [])  # larger than the bound
     assert mirror.get(2, 21) is None and mirror.get(2, 20) is None and len(mirror) == 1
     assert mirror.get(3, 31) is None  # another version: not current
+    mirror.put(4, 40, {}, [])  # a submission without jobs takes room too
+    assert len(mirror) == 2
+    mirror.put(5, 0, {"a": ()}, [])  # never written by a poll: nothing to trust
+    assert mirror.get(5, 0) is None
+    mirror.forget([3, 4])
+    assert len(mirror) == 0
+    off = ingest.Mirror(limit=0)
+    off.put(6, 60, {}, [])
+    assert off.get(6, 60) is None and len(off) == 0
+
+
+def test_jobs_deleted_behind_the_polls_back_fail_one_poll_then_are_written_again(loads):
+    sub = SubmissionFactory(batch_id="7")
+    record_observations(running(sub, "7.0", "7.1"))
+    Job.objects.filter(submission=sub, batch_job_id="7.1").delete()  # not something POMS does
+    with pytest.raises(ingest.StaleRows, match="1 of 2 job rows"):
+        record_observations([completed(sub, "7.0"), completed(sub, "7.1")])
+    assert Job.objects.get(submission=sub, batch_job_id="7.0").state == "running"  # nothing half-written
+    loads.clear()
+    record_observations([completed(sub, "7.0"), completed(sub, "7.1")])
+    assert loads == [sub.pk]  # the suspect copy was forgotten
+    assert sorted(Job.objects.filter(submission=sub).values_list("batch_job_id", "state")) == [
+        ("7.0", "completed"),
+        ("7.1", "completed"),
+    ]
 
 
 def test_no_mirror_at_all_still_records_everything(settings, loads):
@@ -127,6 +153,54 @@ def test_no_mirror_at_all_still_records_everything(settings, loads):
     record_observations([completed(sub, "7.0")])
     assert loads == [sub.pk, sub.pk] and len(ingest.MIRROR) == 0
     assert Submission.objects.get(pk=sub.pk).jobs_completed == 1
+
+
+def test_overlapping_pauses_resume_the_collector_when_the_last_one_ends():
+    inside, leave = threading.Barrier(2), threading.Event()
+
+    def pause(first):
+        with paused_gc():
+            inside.wait()
+            if first:
+                leave.wait()
+
+    first = threading.Thread(target=pause, args=(True,))
+    first.start()
+    pause(False)  # enters while the first thread is paused, leaves before it
+    assert not gc.isenabled()
+    leave.set()
+    first.join()
+    assert gc.isenabled()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_unchanged_submission_locked_by_another_poll_is_not_waited_for():
+    sub = SubmissionFactory(batch_id="7")
+    record_observations(running(sub, "7.0"))
+    stamped = Submission.objects.get(pk=sub.pk).polled
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_row():
+        with transaction.atomic():
+            Submission.objects.select_for_update().get(pk=sub.pk)
+            locked.set()
+            release.wait(timeout=30)
+        connection.close()
+
+    holder = threading.Thread(target=hold_the_row)
+    holder.start()
+    try:
+        locked.wait(timeout=10)
+        done = threading.Event()
+        poller = threading.Thread(
+            target=lambda: (record_observations(running(sub, "7.0")), connection.close(), done.set())
+        )
+        poller.start()
+        assert done.wait(timeout=10), "the unchanged poll waited on the other transaction's lock"
+    finally:
+        release.set()
+        holder.join()
+    assert Submission.objects.get(pk=sub.pk).polled == stamped  # the lock holder stamps it, not this poll
 
 
 def test_the_collector_is_paused_only_while_a_poll_is_written():

@@ -2,6 +2,7 @@
 
 import pytest
 
+from submissions import ingest
 from submissions.models import Job, JobEvent, JobState, StatusHistory, Submission
 from submissions.models import Status as S
 from submissions.observations import JobObservation
@@ -105,11 +106,18 @@ def test_two_concurrent_polls_write_each_change_once():
 
 def test_odd_text_from_a_batch_system_is_stored_exactly():
     sub = SubmissionFactory(batch_id="7")
-    reason = 'held: "quota"\tline\nnext \\N back\\slash — ünïcode\n\\.\n,"'
-    record_observations([JobObservation(sub.pk, "7.0", JobState.HELD, hold_reason=reason, host="wn\t01")])
-    job = Job.objects.get(submission=sub)
-    assert (job.hold_reason, job.host) == (reason, "wn\t01")
-    assert record_observations([JobObservation(sub.pk, "7.0", JobState.HELD, hold_reason=reason, host="wn\t01")]) == 0
+    reason = 'held: "quota"\tline\nnext \\N back\\slash — ünïcode\n\\.\n,"\rcr\r\ncrlf'
+    odd = [
+        JobObservation(sub.pk, "7.0", JobState.HELD, hold_reason=reason, host="wn\t01\r"),
+        JobObservation(sub.pk, "7.1\r", JobState.RUNNING, stdout_path="\\.", stderr_path="NULL"),
+    ]
+    record_observations(odd)
+    job = Job.objects.get(submission=sub, batch_job_id="7.0")
+    assert (job.hold_reason, job.host) == (reason, "wn\t01\r")
+    assert Job.objects.filter(submission=sub, batch_job_id="7.1\r", stdout_path="\\.", stderr_path="NULL").exists()
+    assert record_observations(odd) == 0
+    ingest.MIRROR.clear()  # compared with the rows as read back: the same
+    assert record_observations(odd) == 0
 
 
 def test_over_long_text_from_a_batch_system_is_cut_to_its_column_not_refused():
@@ -120,6 +128,43 @@ def test_over_long_text_from_a_batch_system_is_cut_to_its_column_not_refused():
     assert (len(job.hold_reason), len(job.host), len(job.stdout_path)) == (300, 200, 500)
     sub.refresh_from_db()
     assert (sub.jobs_held, sub.jobs_running, sub.status) == (1, 1, S.HELD)
-    released = JobObservation(sub.pk, "7.0", JobState.RUNNING, host="h" * 300)
-    record_observations([released, JobObservation(sub.pk, "7.1", JobState.RUNNING)])
+    released = [
+        JobObservation(sub.pk, "7.0", JobState.RUNNING, host="h" * 300),
+        JobObservation(sub.pk, "7.1", "running"),
+    ]
+    record_observations(released)
     assert Job.objects.get(submission=sub, batch_job_id="7.0").state == "running"
+    ingest.MIRROR.clear()
+    assert record_observations(list(reversed(released))) == 0  # the cut text is not a change next time
+
+
+def test_nan_from_a_batch_system_is_stored_as_null_and_is_no_change_next_time():
+    sub = SubmissionFactory(batch_id="7")
+    nan = [JobObservation(sub.pk, "7.0", JobState.RUNNING, cpu_seconds=float("nan"), memory_mb=12.5)]
+    record_observations(nan)
+    assert Job.objects.filter(submission=sub, cpu_seconds=None, memory_mb=12.5).count() == 1
+    assert record_observations(list(nan)) == 0
+    ingest.MIRROR.clear()
+    assert record_observations(list(nan)) == 0
+
+
+def test_a_job_listed_twice_in_one_answer_is_written_once_as_last_listed():
+    sub = SubmissionFactory(batch_id="7")
+    twice = [JobObservation(sub.pk, "7.0", JobState.IDLE), JobObservation(sub.pk, "7.0", JobState.RUNNING, host="n")]
+    assert record_observations(twice) == 2  # one job, one transition of the submission
+    job = Job.objects.get(submission=sub)
+    assert (job.state, job.host) == ("running", "n")
+    assert list(JobEvent.objects.filter(job=job).values_list("state", flat=True)) == ["running"]
+    again = [
+        JobObservation(sub.pk, "7.0", JobState.COMPLETED),
+        JobObservation(sub.pk, "7.0", JobState.COMPLETED, cpu_seconds=5.0),
+    ]
+    record_observations(again)
+    job.refresh_from_db()
+    assert (job.state, job.cpu_seconds) == ("completed", 5.0)
+    assert list(JobEvent.objects.filter(job=job).order_by("id").values_list("state", flat=True)) == [
+        "running",
+        "completed",
+    ]
+    ingest.MIRROR.clear()
+    assert record_observations(again) == 0

@@ -37,6 +37,11 @@ def _status(value):
     return found
 
 
+# Located starts the recoveries and dependents, Awaiting Approval waits for a person: only
+# POMS itself (wrapup, a launch of an approval stage) moves a submission there.
+NOT_REPORTABLE = (Status.LOCATED, Status.AWAITING_APPROVAL)
+
+
 class UpdateForm(forms.Form):
     submission_id = forms.IntegerField(min_value=1)
     jobsub_job_id = forms.CharField(max_length=200, required=False)
@@ -45,11 +50,19 @@ class UpdateForm(forms.Form):
 
     def clean_status(self):
         value = self.cleaned_data["status"].strip()
-        return _status(value) if value else None
+        status = _status(value) if value else None
+        if status in NOT_REPORTABLE:
+            raise forms.ValidationError(f"{Status(status).label} is POMS's to decide (wrapup, approvals), not a job's")
+        return status
 
     def clean_jobsub_job_id(self):
         # POMS stores <cluster>@<schedd>: the wrapper reports <cluster>.0@<schedd>.
         return re.sub(r"\.0@", "@", self.cleaned_data["jobsub_job_id"].strip())
+
+
+def _errors(form):
+    """The form's errors as plain text (as_text() escapes them for HTML)."""
+    return "; ".join(f"{field}: {' '.join(map(str, errors))}" for field, errors in form.errors.items())
 
 
 def _text(message, status=200):
@@ -62,7 +75,7 @@ def update_submission(request):
     """Report a submission's job id, status or SAM project (POMS `update_submission`)."""
     form = UpdateForm(request.POST if request.method == "POST" else request.GET)
     if not form.is_valid():
-        return _text(f"Bad request: {form.errors.as_text()}", 400)
+        return _text(f"Bad request: {_errors(form)}", 400)
     sub = get_object_or_404(Submission.objects.select_related("experiment"), pk=form.cleaned_data["submission_id"])
     who = caller(request)
     if who is None or (who.submission_id is not None and who.submission_id != sub.pk):
@@ -107,7 +120,7 @@ def get_submission_id_for(request):
     """
     form = RegisterForm(request.POST)
     if not form.is_valid():
-        return _text(f"Bad request: {form.errors.as_text()}", 400)
+        return _text(f"Bad request: {_errors(form)}", 400)
     data = form.cleaned_data
     stage = get_object_or_404(Stage.objects.select_related("experiment", "job_type"), pk=data["campaign_stage_id"])
     who = caller(request)

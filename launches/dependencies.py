@@ -3,6 +3,7 @@ downstream stage on a dataset of this submission's outputs (POMS §6.2)."""
 
 import logging
 
+from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -14,7 +15,7 @@ from submissions.datasets import config_of_submission, handler_of, outputs_of
 
 from .models import FollowUp
 from .recovery import _log_workflow
-from .services import LaunchError, LaunchHeld, launch_stage
+from .services import LaunchError, LaunchHeld, LaunchUnavailable, launch_stage
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +36,14 @@ def dependency_dataset(sub, index, pattern, handler):
     """
     name = dependency_dataset_name(sub, index)
     stage_type = config_of_submission(sub)["stage"].get("stage_type")
-    if stage_type == StageType.GENERATOR or not sub.params.get("project"):
+    if stage_type in (StageType.APPROVAL, StageType.DATATRANSFER):
+        if not sub.dataset:
+            return name, None
+        wanted = q.Dataset(sub.dataset)  # with or without a project: the input goes on
+    elif stage_type == StageType.GENERATOR or not sub.params.get("project"):
         return name, None
-    wanted = (
-        q.Dataset(sub.dataset)
-        if stage_type in (StageType.APPROVAL, StageType.DATATRANSFER)
-        else outputs_of(sub, pattern)
-    )
+    else:
+        wanted = outputs_of(sub, pattern)
     new_count = handler.count(wanted)
     old_count = handler.count(q.Dataset(name)) if handler.definition_exists(name) else -1
     if new_count > old_count:
@@ -74,17 +76,17 @@ def launch_dependents(sub, actor):
                     return launch_stage(dep.downstream, actor=actor, dataset=name, test=source.test)
 
                 new = _launch_once(source, index, name, entry, go)
-        except LaunchError as exc:  # refused for good (no more splits, a bad template, …)
-            log.warning("dependent %s of submission %s not launched: %s", dep.downstream.name, source.pk, exc)
-            continue
-        except DataHandlerError as exc:  # the catalogue may answer later: the caller retries
+        except (DataHandlerError, LaunchUnavailable) as exc:  # the catalogue may answer later: the caller retries
             unavailable = unavailable or exc
+            continue
+        except (LaunchError, PermissionDenied) as exc:  # refused for good (no more splits, a bad template, a role)
+            log.warning("dependent %s of submission %s not launched: %s", dep.downstream.name, source.pk, exc)
             continue
         if new is not None:
             launched.append(new)
     if unavailable is not None:
         # The others are launched and guarded by FollowUp; a retry launches only the missing ones.
-        raise unavailable
+        raise unavailable if isinstance(unavailable, DataHandlerError) else DataHandlerError(str(unavailable))
     return launched
 
 

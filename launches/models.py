@@ -73,6 +73,11 @@ class FollowUp(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["submission", "kind", "position"], name="followup_once"),
+            # A submission's automatic recovery is launched once, whatever position two racing
+            # wrapups read (the next one is launched from that recovery's own leftovers).
+            models.UniqueConstraint(
+                fields=["submission"], condition=models.Q(kind="recovery"), name="followup_one_recovery"
+            ),
         ]
 
     def __str__(self):

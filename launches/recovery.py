@@ -79,7 +79,8 @@ def launch_recovery_if_needed(sub, actor, only=None):
         if count:
             name = f"poms_recover_{uuid.uuid4().hex[:8]}_{parent.pk}_{at}"
             launched = _launch(sub, parent, at if only is None else None, step, name, found, count, handler, actor)
-            Submission.objects.filter(pk=parent.pk).update(recovery_position=position)
+            if only is None:  # a manual recovery leaves the automatic list where it was
+                Submission.objects.filter(pk=parent.pk).update(recovery_position=position)
             return launched
     if only is None:
         Submission.objects.filter(pk=parent.pk).update(recovery_position=position)

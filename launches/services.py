@@ -31,6 +31,10 @@ class LaunchError(Exception):
     """A launch request that cannot proceed; the message is shown to the user."""
 
 
+class LaunchUnavailable(LaunchError):
+    """A launch that cannot proceed now but may later (the data handling service did not answer)."""
+
+
 class LaunchHeld(LaunchError):
     """Launches are held: the request was queued as `held` instead of run (HTTP 423)."""
 
@@ -70,7 +74,7 @@ def _pick_dataset(stage, test, dataset, *, dry=False):
     except (SplitsExhausted, SplitError) as exc:
         raise LaunchError(str(exc)) from exc
     except DataHandlerError as exc:
-        raise LaunchError(f"The data handling service could not give the next split: {exc}") from exc
+        raise LaunchUnavailable(f"The data handling service could not give the next split: {exc}") from exc
 
 
 def dry_run(stage, *, actor, dataset=None, test=False, overrides=()):

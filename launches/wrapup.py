@@ -6,9 +6,10 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
-from campaigns.models import CompletionType
+from campaigns.models import CompletionType, StageType
 from poms.permissions import actor_as
 from sam_adapter import query as q
 from sam_adapter.interface import DataHandlerError
@@ -27,25 +28,39 @@ CHUNK = 100
 def wrapup(submission_ids=None, now=None):
     """One pass: returns the ids marked Located. Safe to run twice or concurrently: each
     submission is claimed with SKIP LOCKED and Located only once (the status machine), and
-    each follow-up launch is guarded by the FollowUp constraint."""
+    each follow-up launch is guarded by the FollowUp constraints. A pass examines at most CHUNK
+    submissions of each kind, the least recently examined first."""
     now = now or timezone.now()
-    todo = Submission.objects.filter(status=Status.COMPLETED).order_by("pk")
-    if submission_ids is not None:
-        todo = todo.filter(pk__in=submission_ids)
-    located = [sid for sid in todo.values_list("pk", flat=True)[:CHUNK] if locate_if_ready(sid, now)]
-    owed = Submission.objects.filter(followups_pending=True).order_by("pk")
-    if submission_ids is not None:
-        owed = owed.filter(pk__in=submission_ids)
-    for sid in owed.values_list("pk", flat=True)[:CHUNK]:
+    located = []
+    for sid in _least_recently_checked(Submission.objects.filter(status=Status.COMPLETED), submission_ids):
+        try:
+            if locate_if_ready(sid, now):
+                located.append(sid)
+        except Exception:  # one bad submission (or a garbled catalogue reply) must not stop the others
+            log.exception("located check of submission %s failed", sid)
+            _checked(sid, now)
+    for sid in _least_recently_checked(Submission.objects.filter(followups_pending=True), submission_ids):
         try:
             follow_up(sid)
         except DataHandlerError as exc:
             # Not knowing whether files need recovering is not "nothing to recover": try again next pass.
             log.warning("follow-ups of submission %s postponed: %s", sid, exc)
+            _checked(sid, now)
         except Exception:  # one bad submission must not stop the others (POMS 2020 fix)
             log.exception("follow-ups of submission %s failed", sid)
             ledger.set_followups_pending(sid, False)
     return located
+
+
+def _least_recently_checked(todo, submission_ids):
+    if submission_ids is not None:
+        todo = todo.filter(pk__in=submission_ids)
+    order = (F("wrapup_checked").asc(nulls_first=True), "pk")
+    return list(todo.order_by(*order).values_list("pk", flat=True)[:CHUNK])
+
+
+def _checked(sid, now):
+    Submission.objects.filter(pk=sid).update(wrapup_checked=now)
 
 
 def locate_if_ready(sid, now):
@@ -61,6 +76,7 @@ def locate_if_ready(sid, now):
         refresh_file_counts(sub)
         reason = located_reason(sub, now)
         if reason is None or not ledger.set_status(sub.pk, Status.LOCATED, cause=reason):
+            _checked(sub.pk, now)
             return False
         if settings.POMS_LAUNCH_FOLLOWUPS:
             ledger.set_followups_pending(sub.pk, True)  # in the same transaction as Located
@@ -72,6 +88,8 @@ def located_reason(sub, now):
     stage = config_of_submission(sub)["stage"]
     if stage.get("completion_type", CompletionType.LOCATED) == CompletionType.COMPLETE:
         return "completion type complete"
+    if stage.get("stage_type") == StageType.APPROVAL:
+        return "approved: an approval makes no files to locate"
     if sub.params.get("force_located"):
         return "kicked to Located by a user"
     if sub.created < now - timedelta(seconds=settings.POMS_LOCATED_TIMEOUT):
@@ -143,8 +161,18 @@ def kick(sub, target, *, actor):
         return
     if target != "located":
         raise LaunchError(f"unknown kick {target!r}")
-    Submission.objects.filter(pk=sub.pk).update(params={**sub.params, "force_located": True})
-    if sub.status in (Status.FAILED, Status.REMOVED, Status.CANCELLED, Status.LAUNCH_FAILED):
-        ledger.set_status(sub.pk, Status.COMPLETED, by=actor.user, cause=f"kicked by {actor.user.username}")
+    with transaction.atomic():
+        # Decided under the row lock, and nothing is written when the kick is refused: a refused
+        # kick must not Locate the submission later on its own.
+        locked = Submission.objects.select_for_update().get(pk=sub.pk)
+        if locked.status not in KICKABLE_TO_LOCATED:
+            raise LaunchError(f"Submission {sub.pk} is {locked.get_status_display()}: it cannot be kicked to Located.")
+        Submission.objects.filter(pk=sub.pk).update(params={**locked.params, "force_located": True})
+        if locked.status != Status.COMPLETED:
+            ledger.set_status(sub.pk, Status.COMPLETED, by=actor.user, cause=f"kicked by {actor.user.username}")
     if not wrapup(submission_ids=[sub.pk]):
-        raise LaunchError(f"Submission {sub.pk} is {sub.get_status_display()}: it cannot be kicked to Located yet.")
+        raise LaunchError(f"Submission {sub.pk} is being wrapped up already; it will be Located shortly.")
+
+
+# Its jobs are over (or never ran): a person may declare its outputs Located.
+KICKABLE_TO_LOCATED = (Status.COMPLETED, Status.FAILED, Status.REMOVED, Status.CANCELLED, Status.LAUNCH_FAILED)

@@ -84,6 +84,9 @@ class Submission(Owned):
     # Set with Located, cleared once recoveries/dependents were decided: a wrapup that dies in
     # between leaves it set, and the next pass finishes the job.
     followups_pending = models.BooleanField(default=False)
+    # When wrapup last looked at it without finishing (not Located yet, follow-ups postponed):
+    # each pass takes the least recently examined first, so none waits behind others for ever.
+    wrapup_checked = models.DateTimeField(null=True, blank=True)
     polled = models.DateTimeField(null=True, blank=True)
     # Random, new whenever a poll writes this submission's jobs: a poll worker's copy of the rows
     # is current while the version is the one it wrote or read them with (submissions/ingest.py
@@ -103,9 +106,13 @@ class Submission(Owned):
                 name="submission_active",
                 condition=models.Q(status__in=[1000, 2000, 3000, 4000, 5000]),
             ),
+            # Wrapup: Completed submissions to Locate, least recently examined first.
+            models.Index(fields=["wrapup_checked", "id"], name="submission_to_locate", condition=models.Q(status=7000)),
             # Wrapup: Located submissions whose follow-ups are not decided yet (a handful).
             models.Index(
-                fields=["id"], name="submission_followups_pending", condition=models.Q(followups_pending=True)
+                fields=["wrapup_checked", "id"],
+                name="submission_followups_owed",
+                condition=models.Q(followups_pending=True),
             ),
             # Dashboard: recent failures per experiment.
             models.Index(fields=["experiment", "status", "-status_changed"], name="submission_exp_status"),

@@ -3,7 +3,8 @@
 The cursor is the id of a snapshot of every file handed out so far. After each slice POMS
 snapshots the slice, defines `…_full_…` as the union of the old cursor snapshot and the new
 one, and snapshots that as the new cursor; the next slice is "the source minus the cursor".
-Files added to the source later are therefore picked up by later launches.
+Files added to the source later are therefore picked up by later launches. Unlike POMS, the
+slice itself is defined as its snapshot, so the job gets exactly the files the cursor records.
 """
 
 from sam_adapter import query as q
@@ -15,11 +16,17 @@ def undelivered(source, cursor):
     return q.Minus(source, q.Snapshot(cursor)) if cursor else source
 
 
-def accumulate(step, slice_name, full_name):
-    """The new cursor: a snapshot of the old cursor's files plus this slice's."""
+def deliver(step, slice_name, batch, full_name):
+    """Define the slice as the files `batch` names now, and return the new cursor: a snapshot of
+    the old cursor's files plus this slice's.
+
+    The slice is a snapshot, not the query: a job starts its project later, and a source that
+    gained a file meanwhile would otherwise hand the job other files than the cursor records
+    (POMS defines the live query, so a growing dataset loses one file and repeats another)."""
     if step.data.dry:
         return step.cursor
-    fresh = step.data.snapshot(q.Dataset(slice_name))
+    fresh = step.data.snapshot(batch)
+    step.data.define(slice_name, q.Snapshot(fresh))
     if not step.cursor:
         return fresh
     step.data.define(full_name, q.Union((q.Snapshot(step.cursor), q.Snapshot(fresh))))
@@ -42,8 +49,7 @@ class DrainingN(NumberSplit):
         if not step.data.count(batch):
             raise exhausted(f"every file of {source.name} was already delivered by drainingn({n}).")
         name = f"{source.name}_slice_{last}_stage_{n}"
-        step.data.define(name, batch)
-        return name, accumulate(step, name, f"{source.name}_full_{last}_stage_{n}_{int(step.now)}")
+        return name, deliver(step, name, batch, f"{source.name}_full_{last}_stage_{n}_{int(step.now)}")
 
 
 class StagedFiles(NumberSplit):
@@ -63,8 +69,7 @@ class StagedFiles(NumberSplit):
         if not step.data.count(batch):
             raise exhausted(f"project {project} has no consumed files that were not delivered already.")
         name = f"{project}_slice_{last}_stage_{n}"
-        step.data.define(name, batch)
-        return name, accumulate(step, name, f"{project}_full_{last}_stage_{n}")
+        return name, deliver(step, name, batch, f"{project}_full_{last}_stage_{n}")
 
 
 class ByExistingRuns(SplitType):
@@ -85,5 +90,4 @@ class ByExistingRuns(SplitType):
             raise exhausted(f"every file of {source.name} was already delivered by byexistingruns().")
         run = step.data.run_of(first)
         name = f"{source.name}_slice_{last}_run_{run}"
-        step.data.define(name, q.And(rest, q.Match(run_number=run)))
-        return name, accumulate(step, name, f"{source.name}_full_{last}_run_{run}")
+        return name, deliver(step, name, q.And(rest, q.Match(run_number=run)), f"{source.name}_full_{last}_run_{run}")

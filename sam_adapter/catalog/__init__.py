@@ -209,7 +209,8 @@ class CatalogHandler(DataHandler):
         same file."""
         with transaction.atomic():
             row = (
-                ProjectFile.objects.select_for_update(skip_locked=True)
+                # Only the project's row: another project handing out the same file must not hide it.
+                ProjectFile.objects.select_for_update(skip_locked=True, of=("self",), no_key=True)
                 .filter(project=project, status=FileStatus.PENDING)
                 .order_by("id")
                 .select_related("file")

@@ -294,14 +294,15 @@ class SamwebHandler(DataHandler):
             info = reply.json()
         except ValueError:
             raise DataHandlerError(f"SAM {url}: the project summary is not JSON") from None
-        if not isinstance(info, dict):
-            raise DataHandlerError(f"SAM {url}: unexpected project summary {info!r:.200}")
-        return ProjectSummary(
-            project=project,
-            status=info.get("project_status", "") or "",
-            files_in_snapshot=int(info.get("files_in_snapshot") or 0),
-            counts=_file_counts(info),
-        )
+        try:
+            return ProjectSummary(
+                project=project,
+                status=str(info.get("project_status", "") or ""),
+                files_in_snapshot=int(info.get("files_in_snapshot") or 0),
+                counts=_file_counts(info),
+            )
+        except (AttributeError, TypeError, ValueError):
+            raise DataHandlerError(f"SAM {url}: unexpected project summary {info!r:.200}") from None
 
     def process_recovery(self, project):
         """SAM's own recovery dimensions for the project's processes (useProcess=1), with

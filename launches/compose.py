@@ -36,17 +36,48 @@ class _Keywords(dict):
 
 
 BARE_PERCENT = re.compile(r"%(?!\()")
+KEYWORD = re.compile(r"%\([^)]*\)(\S?)")
 
 
 def expand(template, keywords, *, quote):
-    """`%(name)s` substitution with `%%` for a literal `%`."""
-    if BARE_PERCENT.search(template.replace("%%", "")):
+    """`%(name)s` substitution with `%%` for a literal `%`.
+
+    With `quote`, each substituted value is shell-quoted where it stands, so the template must
+    not put a keyword inside quotes of its own: "…%(dataset)s…" would hand the shell the value's
+    quotes as text and let $(…) in it run."""
+    bare = template.replace("%%", "")
+    if BARE_PERCENT.search(bare):
         # Python would format the whole keyword mapping into a bare %s: refuse instead.
         raise ComposeError(f"{template!r} has a % that is neither %(name)s nor %%; write %% for a literal %")
+    for match in KEYWORD.finditer(bare):
+        if match.group(1) != "s":  # %(x)r and the like would undo the quoting
+            raise ComposeError(f"{template!r}: write keywords as %(name)s, not {match.group(0)!r}")
+    if quote and (inside := _quoted_keyword(bare)):
+        raise ComposeError(
+            f"{template!r} puts {inside} inside quotes; POMS quotes substituted values itself, remove the quotes"
+        )
     try:
         return template % _Keywords(keywords, quote=quote)
     except (TypeError, ValueError) as exc:
         raise ComposeError(f"bad %-template {template!r}: {exc}") from None
+
+
+def _quoted_keyword(text):
+    """The first %(name)s that stands inside '…' or "…" in shell text, or None."""
+    quote, i = None, 0
+    while i < len(text):
+        c = text[i]
+        if c == "\\" and quote != "'":
+            i += 2
+            continue
+        if quote is None and c in "'\"":
+            quote = c
+        elif c == quote:
+            quote = None
+        elif quote and text.startswith("%(", i):
+            return KEYWORD.match(text, i).group(0)
+        i += 1
+    return None
 
 
 def merge_overrides(*lists):
@@ -103,8 +134,11 @@ def compose(config, *, dataset, test, overrides=(), launcher, submission_id=None
     )
     parts = [expand(job_type["launch_script"], keywords, quote=True)]
     for key, value in params.items():
-        expanded = expand(value, keywords, quote=False)
-        parts.append(key + (expanded if key in raw_keys else shlex.quote(expanded) if expanded else ""))
+        if key in raw_keys:  # the template's own text goes in as written; substituted values stay quoted
+            parts.append(key + expand(value, keywords, quote=True))
+        else:
+            expanded = expand(value, keywords, quote=False)
+            parts.append(key + (shlex.quote(expanded) if expanded else ""))
     command = " ".join(p for p in parts if p)
     setup = expand(login.get("launch_setup") or "", fixed, quote=True)
     return LaunchPlan(

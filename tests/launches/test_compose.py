@@ -130,6 +130,52 @@ def test_raw_keys_are_pasted_unquoted_by_the_template_author():
     assert cmd(cfg) == "run --expr a b"
 
 
+@pytest.mark.parametrize("evil", EVIL)
+def test_values_substituted_into_a_raw_key_are_still_quoted(tmp_path, evil):
+    marker = tmp_path / "pwned"
+    value = evil.format(marker=marker)
+    cfg = config(
+        job_type={
+            "launch_script": "echo",
+            "definition_parameters": [["--expr ", "defname:%(dataset)s and run 7"]],
+            "raw_keys": ["--expr "],
+        }
+    )
+    plan = compose(cfg, dataset=value, test=False, launcher="u")
+    out = subprocess.run(["bash", "-c", plan.script], capture_output=True, text=True, check=True).stdout
+    assert not marker.exists()
+    assert out == f"--expr defname:{value} and run 7\n"
+
+
+@pytest.mark.parametrize(
+    "where, template, message",
+    [
+        ("launch_script", 'echo "ds=%(dataset)s"', r"puts %\(dataset\)s inside quotes"),
+        ("launch_script", "echo 'ds=%(dataset)s'", r"puts %\(dataset\)s inside quotes"),
+        ("launch_setup", 'export DS="%(dataset)s"', r"puts %\(dataset\)s inside quotes"),
+        ("raw", '"%(dataset)s"', r"puts %\(dataset\)s inside quotes"),
+        ("launch_script", "echo %(dataset)r", r"write keywords as %\(name\)s, not '%\(dataset\)r'"),
+        ("param", "%(dataset)10s", r"not '%\(dataset\)1'"),
+    ],
+)
+def test_templates_that_would_undo_the_quoting_are_refused(where, template, message):
+    job_type = {"launch_script": "run", "definition_parameters": [], "raw_keys": ["--e "]}
+    login = {}
+    if where == "launch_script":
+        job_type["launch_script"] = template
+    elif where == "launch_setup":
+        login["launch_setup"] = template
+    else:
+        job_type["definition_parameters"] = [["--e " if where == "raw" else "--p=", template]]
+    with pytest.raises(ComposeError, match=message):
+        compose(config(job_type=job_type, login_setup=login), dataset="x; id", test=False, launcher="u")
+
+
+def test_quotes_in_templates_without_keywords_and_escaped_quotes_are_fine():
+    cfg = config(job_type={"launch_script": 'echo "a b" \\"%(dataset)s', "definition_parameters": []})
+    assert cmd(cfg, dataset="d") == 'echo "a b" \\"d'
+
+
 def test_the_environment_carries_the_poms_variables():
     plan = compose(config(), dataset="d", test=True, launcher="mengel", submission_id=41, parent_id=40)
     env = plan.environment

@@ -92,6 +92,13 @@ def update_submission(request):
         locked = Submission.objects.select_for_update().get(pk=sub.pk)
         fields = {}
         if data["jobsub_job_id"] and data["jobsub_job_id"] != locked.batch_id:
+            # Hold, release and kill act on a submission's batch id: a caller may name its jobs once,
+            # never re-point a submission at jobs it does not own.
+            if locked.batch_id:
+                return _text(f"Conflict: submission {sub.pk} already has batch id {locked.batch_id}", 409)
+            taken = Submission.objects.filter(batch_system=locked.batch_system, batch_id=data["jobsub_job_id"])
+            if taken.exists():
+                return _text(f"Conflict: batch id {data['jobsub_job_id']} belongs to another submission", 409)
             fields["batch_id"] = data["jobsub_job_id"]
         if data["project"]:
             fields["params"] = {**locked.params, "project": data["project"]}

@@ -267,15 +267,25 @@ def poll_batch_systems(names=None, submission_ids=None):
             log.warning("poll of %s failed: %s", system, exc)
             ledger.record_poll_error(ids, f"{timezone.now():%Y-%m-%d %H:%M} UTC: {exc}")
             continue
-        ledger.record_observations(observations, polled_ids=ids)
+        problems = getattr(observations, "problems", {})
+        for sid, problem in problems.items():
+            log.warning("poll of submission %s on %s failed: %s", sid, system, problem)
+            ledger.record_poll_error([sid], f"{timezone.now():%Y-%m-%d %H:%M} UTC: {problem}")
+        ledger.record_observations(observations, polled_ids=[sid for sid in ids if sid not in problems])
 
 
 def mark_failed_launches():
-    """Submissions still New with no job id after the launch timeout become LaunchFailed."""
+    """Submissions still New after the launch timeout become LaunchFailed: no job id reported, or
+    a job id under which the batch system never showed a job."""
     cutoff = timezone.now() - timezone.timedelta(seconds=settings.POMS_LAUNCH_FAILED_AFTER)
-    stale = Submission.objects.filter(status=Status.NEW, batch_id="", created__lt=cutoff).values_list("id", flat=True)
-    for sid in stale:
-        ledger.set_status(sid, Status.LAUNCH_FAILED, cause="no job id reported within the launch timeout")
+    stale = Submission.objects.filter(status=Status.NEW, created__lt=cutoff).values_list("id", "batch_id")
+    for sid, batch_id in stale:
+        cause = (
+            f"no job of batch id {batch_id} seen within the launch timeout"
+            if batch_id
+            else "no job id reported within the launch timeout"
+        )
+        ledger.set_status(sid, Status.LAUNCH_FAILED, cause=cause[:200])
 
 
 def relaunch(sub, *, actor):

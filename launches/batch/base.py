@@ -23,6 +23,15 @@ class Target:
     group: str = ""  # the submission's experiment: jobsub's -G group; other batch systems ignore it
 
 
+class Observations(list):
+    """A poll's answer: JobObservations, plus `problems`, {submission id: why it could not be
+    read}, for submissions the poll had to leave out while it read the others."""
+
+    def __init__(self, observations=(), problems=None):
+        super().__init__(observations)
+        self.problems = problems or {}
+
+
 def run_cli(argv, timeout):
     """Run a batch-system command; a missing binary or a hang is a BatchError (never a status)."""
     try:
@@ -44,7 +53,8 @@ class BatchSystem(ABC):
 
     @abstractmethod
     def poll(self, targets):
-        """One batched query for all `targets` → list of JobObservation. Raises BatchError."""
+        """One batched query for all `targets` → list of JobObservation (or Observations naming
+        the submissions left out). Raises BatchError when nothing could be read."""
         ...
 
     # Control acts on whole submissions (all their jobs). `targets` carry the submission id too,

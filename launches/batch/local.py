@@ -15,7 +15,7 @@ from django.conf import settings
 from submissions.models import JobState
 from submissions.observations import JobObservation
 
-from .base import BatchError, BatchSystem
+from .base import BatchError, BatchSystem, Observations
 
 SUBMITTED = re.compile(r"^Submitted local cluster (\d+) \(\d+ jobs?\)\.$", re.MULTILINE)
 
@@ -55,10 +55,16 @@ class LocalBatch(BatchSystem):
                 raise BatchError(f"unreadable job record {path}: {exc}") from exc
 
     def poll(self, targets):
-        observations = []
+        observations = Observations()
         for target in targets:
-            for path, rec in self._records(target.batch_id):
-                observations.append(self._observe(target, path, rec))
+            try:
+                records = list(self._records(target.batch_id))
+            except BatchError as exc:
+                # One submission with a stray batch id (e.g. set through the callback API) or a broken
+                # record must not stop every other local submission from being polled.
+                observations.problems[target.submission_id] = str(exc)
+                continue
+            observations.extend(self._observe(target, path, rec) for path, rec in records)
         return observations
 
     def _observe(self, target, path, rec):

@@ -63,6 +63,25 @@ def test_the_submission_token_reports_the_job_id_and_status(world):
     assert client.post(UPDATE, {"submission_id": other.pk, "status": "Running"}, **bearer(token)).status_code == 401
 
 
+def test_a_batch_id_is_named_once_and_never_one_that_belongs_to_another_submission(world):
+    production = SubmissionFactory(stage=world.production_stage, batch_id="4242@jobsub02.fnal.gov")
+    own = SubmissionFactory(stage=world.analysis_stage, creator=world.users["analysis"])
+    _, token = create_api_token(world.users["analysis"], "laptop")
+    client = Client()
+    stolen = client.post(UPDATE, {"submission_id": own.pk, "jobsub_job_id": production.batch_id}, **bearer(token))
+    assert stolen.status_code == 409 and b"belongs to another submission" in stolen.content
+    assert client.post(
+        UPDATE, {"submission_id": own.pk, "jobsub_job_id": "77.0@jobsub01"}, **bearer(token)
+    ).content == (b"Ok.")
+    again = client.post(UPDATE, {"submission_id": own.pk, "jobsub_job_id": "78.0@jobsub01"}, **bearer(token))
+    assert again.status_code == 409 and b"already has batch id 77@jobsub01" in again.content
+    assert client.post(
+        UPDATE, {"submission_id": own.pk, "jobsub_job_id": "77.0@jobsub01"}, **bearer(token)
+    ).content == (b"Ok.")  # the same id again: a wrapper and the launch output may both report it
+    own.refresh_from_db()
+    assert own.batch_id == "77@jobsub01"
+
+
 def test_personal_tokens_act_with_their_owner_permissions(world):
     sub = SubmissionFactory(stage=world.production_stage)
     _, shifter = create_api_token(world.users["production-shifter"], "cron")

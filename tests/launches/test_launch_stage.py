@@ -8,6 +8,7 @@ from launches.batch import Target, get_backend
 from launches.tasks import launch_submission
 from poms.permissions import actor_for
 from submissions.models import Status, Submission
+from tests.factories import SubmissionFactory
 
 from .helpers import wait_for
 
@@ -149,6 +150,20 @@ def test_kill_removes_the_jobs_and_the_submission(world):
 def test_stale_new_submissions_become_launch_failed(world, settings):
     settings.POMS_LAUNCH_FAILED_AFTER = 0
     sub = services.launch_stage(world.production_stage, actor=actor(world))
+    never_seen = services.launch_stage(world.production_stage, actor=actor(world))
+    Submission.objects.filter(pk=never_seen.pk).update(batch_id="31337")
     services.mark_failed_launches()
     sub.refresh_from_db()
     assert sub.status == Status.LAUNCH_FAILED
+    assert never_seen.history.last().cause == "no job of batch id 31337 seen within the launch timeout"
+
+
+def test_a_submission_the_batch_system_cannot_read_is_flagged_and_the_others_are_polled(world):
+    good = services.launch_stage(world.production_stage, actor=actor(world))
+    services.run_launch(good.pk)
+    stray = SubmissionFactory(stage=world.production_stage, batch_system="local", batch_id="999999")
+    services.poll_batch_systems(names=["local"])
+    stray.refresh_from_db()
+    good.refresh_from_db()
+    assert "local cluster 999999 is unknown" in stray.poll_error and stray.polled is None
+    assert good.polled is not None and good.poll_error == "" and good.jobs_total > 0

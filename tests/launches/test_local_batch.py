@@ -4,10 +4,9 @@ import os
 import subprocess
 import sys
 
-import pytest
 from django.conf import settings
 
-from launches.batch import BatchError, Target, get_backend
+from launches.batch import Target, get_backend
 from tests.factories import BIN
 
 from .helpers import wait_for
@@ -58,13 +57,14 @@ def test_hold_release_and_remove():
     wait_for(lambda: states(cid) == ["removed"], what="removed")
 
 
-def test_an_unknown_or_garbled_cluster_is_a_batch_error(settings):
-    with pytest.raises(BatchError):
-        backend.poll([Target(1, "999")])
+def test_an_unknown_or_garbled_cluster_is_a_problem_of_its_submission_only(settings):
+    good = submit(1, "true")
     cid = submit(1, "true")
     (settings.POMS_LOCAL_BATCH_ROOT / "clusters" / cid / "0.json").write_text("{garbled")
-    with pytest.raises(BatchError, match="unreadable"):
-        backend.poll([Target(1, cid)])
+    answer = backend.poll([Target(1, "999"), Target(2, cid), Target(3, good)])
+    assert [o.submission_id for o in answer] == [3]
+    assert answer.problems[1] == "local cluster 999 is unknown"
+    assert answer.problems[2].startswith("unreadable job record")
 
 
 def test_a_job_removed_before_it_starts_is_removed_not_lost():

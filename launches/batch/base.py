@@ -2,6 +2,9 @@
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
 
 from poms.lib import proc
 from poms.lib.text import tail_file
@@ -71,5 +74,12 @@ class BatchSystem(ABC):
     def remove(self, targets): ...
 
     def read_output(self, job, stream):
-        """The tail of a job's stdout/stderr; by default the file the poll reported."""
-        return tail_file(job.stdout_path if stream == "stdout" else job.stderr_path)
+        """The tail of a job's stdout/stderr; by default the file the poll reported, if it lies
+        under POMS_JOB_OUTPUT_ROOTS."""
+        path = job.stdout_path if stream == "stdout" else job.stderr_path
+        if not path:
+            return ""
+        real = Path(path).resolve()
+        if not any(real.is_relative_to(Path(root).resolve()) for root in settings.POMS_JOB_OUTPUT_ROOTS):
+            raise BatchError(f"{path} is outside the directories job output is served from (POMS_JOB_OUTPUT_ROOTS)")
+        return tail_file(real)

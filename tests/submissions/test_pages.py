@@ -38,6 +38,19 @@ def test_job_output_is_one_click_away(world, tmp_path):
     assert client.get(reverse("launches:job_output", args=[job.pk, "environ"])).status_code == 404
 
 
+def test_job_output_outside_the_output_roots_is_not_served(world, tmp_path, settings):
+    secret = tmp_path / "elsewhere" / "poms.env"
+    secret.parent.mkdir()
+    secret.write_text("DATABASE_PASSWORD=hunter2\n")
+    settings.POMS_JOB_OUTPUT_ROOTS = [tmp_path / "outputs"]
+    job = JobFactory(
+        submission__stage=world.production_stage,
+        stdout_path=str(tmp_path / "outputs" / ".." / "elsewhere" / "poms.env"),
+    )
+    page = world.client("production-shifter").get(reverse("launches:job_output", args=[job.pk, "stdout"])).content
+    assert b"hunter2" not in page and b"outside the directories job output is served from" in page
+
+
 def test_show_command_displays_the_script_and_creates_nothing(world):
     response = world.client("production").get(reverse("launches:dry_run", args=[world.production_stage.pk]))
     assert response.status_code == 200

@@ -63,6 +63,9 @@ def control(subs, action, *, actor):
         except batch.BatchError as exc:
             raise LaunchError(f"The {system} batch system refused to {action}: {exc}") from exc
     if final is not None:
+        # A launch still running is stopped too; jobs it submits anyway are removed as it ends.
+        launching = [s.pk for s in subs if not s.batch_id and s.launch_started and not s.launch_finished]
+        Submission.objects.filter(pk__in=launching).update(abort_requested=True)
         for sub in subs:
             ledger.set_status(sub.pk, final, by=actor.user, cause=f"{action} by {actor.user.username}")
     poll_batch_systems(submission_ids=[s.pk for s in subs])
@@ -92,8 +95,11 @@ def set_stage_hold(stages, mode, *, actor):
     if mode == "hold":
         control(Submission.objects.filter(stage__in=locked, status__in=ACTIVE_STATUSES), "hold", actor=actor)
     elif mode == "release":
-        control(Submission.objects.filter(stage__in=locked, status=Status.HELD), "release", actor=actor)
-        return drain(HeldLaunch.objects.filter(stage__in=locked))
+        try:
+            control(Submission.objects.filter(stage__in=locked, status=Status.HELD), "release", actor=actor)
+        finally:  # the stages are released: their queued launches run even if the batch system balked
+            launched = drain(HeldLaunch.objects.filter(stage__in=locked))
+        return launched
     return []
 
 
@@ -166,11 +172,12 @@ def decide_approval(sub, approve, *, actor):
     """Approve (→ Completed) or reject (→ Removed) a submission awaiting approval."""
     if not allowed(actor, "act", creator_id=sub.creator_id, creator_role=sub.creator_role):
         raise PermissionDenied(f"Your acting role ({actor.role}) may not approve submission {sub.pk}.")
-    current = Status(Submission.objects.values_list("status", flat=True).get(pk=sub.pk))
-    if current != Status.AWAITING_APPROVAL:
-        raise LaunchError(f"Submission {sub.pk} is {current.label}, not awaiting approval.")
     target, verb = (Status.COMPLETED, "approved") if approve else (Status.REMOVED, "rejected")
-    ledger.set_status(sub.pk, target, by=actor.user, cause=f"{verb} by {actor.user.username}")
+    with transaction.atomic():  # checked and decided under the row lock: approve and reject cannot both win
+        current = Status(Submission.objects.select_for_update().values_list("status", flat=True).get(pk=sub.pk))
+        if current != Status.AWAITING_APPROVAL:
+            raise LaunchError(f"Submission {sub.pk} is {current.label}, not awaiting approval.")
+        ledger.set_status(sub.pk, target, by=actor.user, cause=f"{verb} by {actor.user.username}")
 
 
 def launch_campaign(campaign, *, actor, test=False):

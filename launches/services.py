@@ -177,7 +177,18 @@ def run_launch(submission_id):
     ):
         log.info("submission %s already claimed; nothing to do", submission_id)
         return False
-    sub = Submission.objects.select_related("launcher", "snapshot").get(pk=submission_id)
+    sub = Submission.objects.select_related("launcher", "snapshot", "experiment").get(pk=submission_id)
+    try:
+        return _run_claimed(sub, now)
+    except Exception as exc:
+        # Claimed, so no retry will pick it up: say why now rather than leave it New for hours.
+        log.exception("launch of submission %s crashed", sub.pk)
+        ledger.save_launch_record(sub.pk, launch_finished=timezone.now())
+        ledger.set_status(sub.pk, Status.LAUNCH_FAILED, cause=f"launch crashed: {type(exc).__name__}: {exc}"[:200])
+        raise
+
+
+def _run_claimed(sub, now):
     log_path = log_path_for(sub)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -228,6 +239,8 @@ def _finish_launch(sub, result, log_path):
     ledger.save_launch_record(sub.pk, **record)
     # A wrapper may have reported the job id through the callback API instead of printing it.
     batch_id = batch_id or Submission.objects.values_list("batch_id", flat=True).get(pk=sub.pk)
+    if batch_id and Submission.objects.filter(pk=sub.pk, status__in=(Status.REMOVED, Status.CANCELLED)).exists():
+        _remove_orphans(sub, batch_id)
     if result.timed_out or result.stopped or result.returncode != 0 or not batch_id:
         why = (
             "timed out" if result.timed_out
@@ -238,6 +251,17 @@ def _finish_launch(sub, result, log_path):
         ledger.set_status(sub.pk, Status.LAUNCH_FAILED, cause=f"launch failed: {why}")
         return False
     return True
+
+
+def _remove_orphans(sub, batch_id):
+    """Killed or cancelled while its launch ran: the jobs the launch submitted anyway go too."""
+    try:
+        batch.get_backend(sub.batch_system).remove([batch.Target(sub.pk, batch_id, sub.experiment.name)])
+        log.info("submission %s was killed during its launch; its jobs %s removed", sub.pk, batch_id)
+    except batch.BatchError as exc:
+        log.warning(
+            "submission %s was killed during its launch; removing its jobs %s failed: %s", sub.pk, batch_id, exc
+        )
 
 
 def abort_launch(sub, *, actor):
@@ -291,5 +315,6 @@ def mark_failed_launches():
 def relaunch(sub, *, actor):
     """Launch the submission's stage again on the same dataset (POMS "Relaunch")."""
     return launch_stage(
-        sub.stage, actor=actor, dataset=sub.dataset, overrides=sub.params.get("overrides", ()), test=sub.test
-    )
+        sub.stage, actor=actor, dataset=sub.dataset, parent=sub.recovery_parent,  # a recovery stays one
+        overrides=sub.params.get("overrides", ()), test=sub.test,
+    )  # fmt: skip

@@ -20,16 +20,31 @@ class Result:
 
 
 def _kill_group(proc):
+    """SIGTERM the whole group, give the leader GRACE_SECONDS, then SIGKILL whatever is left of
+    the group (a member that ignores SIGTERM would otherwise outlive the leader)."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
             return
-        try:
-            proc.wait(GRACE_SECONDS)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+        if sig == signal.SIGTERM:
+            try:
+                proc.wait(GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                pass
+
+
+def _collect(proc):
+    """Whatever output is left after a kill, without waiting for ever on a pipe some process
+    outside the group (a daemonised grandchild) still holds."""
+    try:
+        return proc.communicate(timeout=GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe:
+                pipe.close()
+        proc.wait()
+        return b"", b""
 
 
 def run(argv, *, timeout, env=None, cwd=None, log_path=None, should_stop=None, check_every=1.0):
@@ -53,18 +68,24 @@ def run(argv, *, timeout, env=None, cwd=None, log_path=None, should_stop=None, c
         )
         deadline = time.monotonic() + timeout
         timed_out = stopped = False
-        while True:
-            step = min(check_every, max(deadline - time.monotonic(), 0)) if should_stop else deadline - time.monotonic()
-            try:
-                out, err = proc.communicate(timeout=max(step, 0.01))
-                break
-            except subprocess.TimeoutExpired:
-                timed_out = time.monotonic() >= deadline
-                stopped = not timed_out and should_stop is not None and should_stop()
-                if timed_out or stopped:
-                    _kill_group(proc)
-                    out, err = proc.communicate()
+        try:
+            while True:
+                left = deadline - time.monotonic()
+                step = min(check_every, max(left, 0)) if should_stop else left
+                try:
+                    out, err = proc.communicate(timeout=max(step, 0.01))
                     break
+                except subprocess.TimeoutExpired:
+                    # A leader that has exited is not hanging: only something it left holds a pipe.
+                    timed_out = time.monotonic() >= deadline and proc.poll() is None
+                    stopped = not timed_out and should_stop is not None and should_stop()
+                    if timed_out or stopped or time.monotonic() >= deadline:
+                        _kill_group(proc)
+                        out, err = _collect(proc)
+                        break
+        except BaseException:
+            _kill_group(proc)  # whatever went wrong here (should_stop's query, Ctrl-C), nothing outlives it
+            raise
     finally:
         if log:
             log.close()

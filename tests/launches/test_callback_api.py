@@ -1,18 +1,20 @@
 """The callback API (update_submission, get_submission_id_for) and its tokens; abort launch."""
 
+import sys
 import threading
 
 import pytest
 from django.test import Client
 from django.urls import reverse
 
-from launches import services
+from launches import control, services
+from launches.batch import get_backend
 from launches.tasks import launch_submission
 from poms.models import CallbackToken
 from poms.permissions import actor_for
 from poms.tokens import create_api_token, issue_callback_token
 from submissions.models import Status, Submission
-from tests.factories import SubmissionFactory
+from tests.factories import BIN, SubmissionFactory
 
 from .helpers import wait_for
 
@@ -170,3 +172,60 @@ def test_abort_kills_a_running_launch(world, monkeypatch):
     assert "(aborted)" in open(sub.launch_log).read()
     with pytest.raises(services.LaunchError, match="no launch running"):
         services.abort_launch(sub, actor=prod)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_killing_a_submission_whose_launch_runs_stops_the_launch_and_removes_its_jobs(world, monkeypatch):
+    monkeypatch.setattr(launch_submission, "delay_on_commit", lambda *a, **k: None)
+    jt = world.production_stage.job_type
+    # Submits a job at once, then keeps the launch busy: a kill lands while it runs.
+    jt.launch_script = f"{sys.executable} {BIN / 'poms_local_submit'} -N 1 -- sleep 300 && sleep 120"
+    jt.definition_parameters = []
+    jt.save()
+    prod = actor_for(world.users["production"], world.experiment)
+    sub = services.launch_stage(world.production_stage, actor=prod)
+    runner = threading.Thread(target=services.run_launch, args=(sub.pk,))
+    runner.start()
+
+    def submitted():
+        log = Submission.objects.get(pk=sub.pk).launch_log
+        return log and "Submitted local cluster" in open(log).read()
+
+    wait_for(submitted, what="the launch to submit")
+    control.control(Submission.objects.filter(pk=sub.pk), "kill", actor=prod)
+    runner.join(timeout=30)
+    assert not runner.is_alive()
+    sub.refresh_from_db()
+    assert sub.status == Status.REMOVED and sub.batch_id
+    records = lambda: [rec["state"] for _path, rec in get_backend("local")._records(sub.batch_id)]  # noqa: E731
+    wait_for(lambda: records() == ["removed"], what="the job submitted during the launch to be removed")
+
+
+def test_approve_and_reject_decide_under_the_row_lock(world):
+    prod = actor_for(world.users["production"], world.experiment)
+    sub = SubmissionFactory(stage=world.production_stage, status=Status.AWAITING_APPROVAL)
+    control.decide_approval(sub, False, actor=prod)
+    with pytest.raises(services.LaunchError, match="is Removed, not awaiting approval"):
+        control.decide_approval(sub, True, actor=prod)
+    assert Submission.objects.get(pk=sub.pk).status == Status.REMOVED
+
+
+def test_a_launch_that_crashes_after_its_claim_is_launch_failed_with_the_reason(world, monkeypatch):
+    sub = services.launch_stage(world.production_stage, actor=actor_for(world.users["production"], world.experiment))
+
+    def broken(*args, **kwargs):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(services, "issue_callback_token", broken)
+    with pytest.raises(OSError):
+        services.run_launch(sub.pk)
+    sub.refresh_from_db()
+    assert sub.status == Status.LAUNCH_FAILED and sub.launch_finished is not None
+    assert sub.history.last().cause == "launch crashed: OSError: No space left on device"
+
+
+def test_relaunching_a_recovery_keeps_it_a_recovery(world):
+    prod = actor_for(world.users["production"], world.experiment)
+    parent = SubmissionFactory(stage=world.production_stage)
+    recovery = SubmissionFactory(stage=world.production_stage, recovery_parent=parent)
+    assert services.relaunch(recovery, actor=prod).recovery_parent_id == parent.pk

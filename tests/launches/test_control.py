@@ -9,7 +9,7 @@ from launches import control, services
 from launches.models import HeldLaunch
 from poms.permissions import actor_for
 from submissions.models import Status, Submission
-from tests.factories import StageFactory
+from tests.factories import StageFactory, SubmissionFactory
 
 from .helpers import wait_for
 
@@ -38,6 +38,18 @@ def test_a_queued_stage_queues_launches_and_release_runs_them_oldest_first_as_th
     assert not HeldLaunch.objects.exists()
     stage.refresh_from_db()
     assert not stage.is_held
+
+
+def test_a_released_stage_runs_its_queue_even_when_the_batch_system_refuses_the_release(world):
+    stage = world.production_stage
+    control.set_stage_hold([stage], "queue", actor=actor(world))
+    with pytest.raises(services.LaunchHeld):
+        services.launch_stage(stage, actor=actor(world), dataset="queued")
+    SubmissionFactory(stage=stage, status=Status.HELD, batch_system="local", batch_id="424242")  # unknown cluster
+    with pytest.raises(services.LaunchError, match="refused to release"):
+        control.set_stage_hold([stage], "release", actor=actor(world))
+    assert not HeldLaunch.objects.exists()
+    assert Submission.objects.filter(stage=stage, params__dataset="queued").exists()
 
 
 def test_the_experiment_switch_holds_everything_until_released(world):

@@ -42,16 +42,23 @@ def ssh_argv(target, remote_command):
 
 
 def remote_script(plan, secrets):
-    exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in {**plan.environment, **secrets}.items())
+    """The remote bash script, and what to write to its stdin: secrets travel there, one per
+    line, never on a command line that `ps` shows on both hosts."""
+    exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in plan.environment.items())
+    for name, value in secrets.items():
+        if "\n" in value or not re.fullmatch(r"[A-Z_][A-Z0-9_]*", name):
+            raise ValueError(f"secret {name} cannot travel on a line of its own")
+    reads = "".join(f"IFS= read -r {name} && export {name}\n" for name in secrets)
     # `exec 2>&1` keeps stderr in the launch log in order; the pid line lets us kill the group later.
-    return f'exec 2>&1\necho "== process_id: $$ =="\n{exports}{plan.script}'
+    script = f'exec 2>&1\necho "== process_id: $$ =="\n{reads}{exports}{plan.script}'
+    return script, "".join(f"{value}\n" for value in secrets.values())
 
 
 def run(plan, *, log_path, timeout, should_stop=None, secrets=None):
-    script = remote_script(plan, secrets or {})
+    script, stdin = remote_script(plan, secrets or {})
     # `exec` makes the remote bash the session leader sshd created, so $$ is also its process group.
     argv = ssh_argv(plan.target, "exec bash -c " + shlex.quote(script))
-    result = proc.run(argv, timeout=timeout, log_path=log_path, should_stop=should_stop)
+    result = proc.run(argv, timeout=timeout, log_path=log_path, should_stop=should_stop, input=stdin)
     if result.timed_out or result.stopped:
         kill_remote(plan.target, log_path)
     return result

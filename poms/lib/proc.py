@@ -47,8 +47,9 @@ def _collect(proc):
         return b"", b""
 
 
-def run(argv, *, timeout, env=None, cwd=None, log_path=None, should_stop=None, check_every=1.0):
+def run(argv, *, timeout, env=None, cwd=None, log_path=None, should_stop=None, check_every=1.0, input=None):  # noqa: A002
     """Run `argv`; output is captured, or appended to `log_path` (stdout and stderr merged).
+    `input` (text) is written to its stdin, which is otherwise /dev/null.
 
     `should_stop()` is asked every `check_every` seconds; when it answers True the process
     group is killed (Abort launch, decided in the database by whoever asks).
@@ -59,13 +60,14 @@ def run(argv, *, timeout, env=None, cwd=None, log_path=None, should_stop=None, c
     try:
         proc = subprocess.Popen(
             argv,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL if input is None else subprocess.PIPE,
             stdout=log or subprocess.PIPE,
             stderr=subprocess.STDOUT if log else subprocess.PIPE,
             env=env,
             cwd=cwd,
             start_new_session=True,
         )
+        data = None if input is None else input.encode()
         deadline = time.monotonic() + timeout
         timed_out = stopped = False
         try:
@@ -73,9 +75,10 @@ def run(argv, *, timeout, env=None, cwd=None, log_path=None, should_stop=None, c
                 left = deadline - time.monotonic()
                 step = min(check_every, max(left, 0)) if should_stop else left
                 try:
-                    out, err = proc.communicate(timeout=max(step, 0.01))
+                    out, err = proc.communicate(data, timeout=max(step, 0.01))
                     break
                 except subprocess.TimeoutExpired:
+                    data = None  # written by the first call; later calls carry on where it stopped
                     # A leader that has exited is not hanging: only something it left holds a pipe.
                     timed_out = time.monotonic() >= deadline and proc.poll() is None
                     stopped = not timed_out and should_stop is not None and should_stop()

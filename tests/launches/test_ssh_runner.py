@@ -130,3 +130,28 @@ def test_host_and_account_are_validated_and_parsed():
     for host, account in [("-oProxyCommand=touch /tmp/x", ""), ("h;id", ""), ("h", "a b"), ("h", "-l")]:
         with pytest.raises(ComposeError):
             runner_target({"launch_host": host, "launch_account": account})
+
+
+def test_the_callback_token_reaches_the_login_host_on_stdin_not_on_a_command_line(world, ssh_stage, monkeypatch):
+    from launches.runners import ssh
+
+    seen, real = {}, ssh.proc.run
+
+    def spy(argv, **kwargs):
+        seen.setdefault("argv", argv)
+        seen.setdefault("input", kwargs.get("input"))
+        return real(argv, **kwargs)
+
+    monkeypatch.setattr(ssh.proc, "run", spy)
+    jt = ssh_stage.job_type
+    jt.launch_script, jt.definition_parameters = (
+        'echo "token=$POMS_SUBMISSION_TOKEN"; tr "\\0" " " < /proc/$$/cmdline',
+        [],
+    )
+    jt.save()
+    sub = launch(world, ssh_stage)
+    token = seen["input"].strip()
+    assert token and token not in " ".join(seen["argv"])
+    log = open(sub.launch_log).read()
+    assert f"token={token}" in log  # the launch has it in its environment
+    assert log.count(token) == 1  # and no command line the launch could see carried it

@@ -10,6 +10,7 @@ from django.utils import timezone
 from psycopg2.extras import execute_values
 
 from poms.lib.memory import paused_gc
+from poms.models import CallbackToken
 
 from . import ingest
 from .models import StatusHistory, Submission
@@ -64,8 +65,18 @@ def set_status(submission_id, status, *, by=None, cause=""):
         return False
     sub.save(update_fields=["status", "status_changed", "finished"])
     row.save()
+    _revoke_tokens_of_ended([row])
     log.info("submission %s → %s (%s)", sub.pk, sub.get_status_display(), cause)
     return True
+
+
+def _revoke_tokens_of_ended(history):
+    """Callback tokens live as long as their submission can still call back, not for ever: a
+    submission in a final status has no job left. (LaunchFailed is not final: a launch that
+    exited non-zero may still have submitted jobs, and their polls may yet revive it.)"""
+    ended = [row.submission_id for row in history if row.status in FINAL]
+    if ended:
+        CallbackToken.objects.filter(submission_id__in=ended).delete()
 
 
 def set_followups_pending(submission_id, pending):
@@ -195,6 +206,7 @@ def _record_chunk(ids, by_sub, now):
             dirty.append(sub)
     _update_submissions(dirty, now)
     StatusHistory.objects.bulk_create(history)
+    _revoke_tokens_of_ended(history)
     # The rest were polled too: one UPDATE, not one per submission.
     written = {sub.pk for sub in dirty}
     Submission.objects.filter(pk__in=[sid for sid in subs if sid not in written]).update(polled=now, poll_error="")

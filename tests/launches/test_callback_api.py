@@ -229,3 +229,13 @@ def test_relaunching_a_recovery_keeps_it_a_recovery(world):
     parent = SubmissionFactory(stage=world.production_stage)
     recovery = SubmissionFactory(stage=world.production_stage, recovery_parent=parent)
     assert services.relaunch(recovery, actor=prod).recovery_parent_id == parent.pk
+
+
+def test_a_callback_token_ends_with_its_submission(world):
+    sub = SubmissionFactory(stage=world.production_stage)
+    token = issue_callback_token(sub.launcher, sub.experiment, sub.pk)
+    client = Client()
+    assert client.post(UPDATE, {"submission_id": sub.pk, "status": "Running"}, **bearer(token)).status_code == 200
+    control.control(Submission.objects.filter(pk=sub.pk), "kill", actor=actor_for(sub.launcher, sub.experiment))
+    assert client.post(UPDATE, {"submission_id": sub.pk, "status": "Running"}, **bearer(token)).status_code == 401
+    assert not CallbackToken.objects.filter(submission_id=sub.pk).exists()

@@ -43,14 +43,25 @@ class LaunchHeld(LaunchError):
         self.held = held
 
 
-def hold_reason(stage):
+def hold_reason(stage, lock=False):
     """Why launches of `stage` are held right now, or "" when they may run."""
+    return hold_of(stage, lock)[0]
+
+
+def hold_of(stage, lock=False):
+    """(why launches of `stage` are held, by whom), or ("", None).
+
+    With `lock`, an experiment or global hold row is locked until the caller's transaction ends,
+    so a release deleting it waits for a launch being queued behind it and then drains that too."""
     if stage.hold_by_id:
-        return f"stage {stage.name} held by {stage.hold_by.username}"
-    hold = LaunchHold.objects.filter(Q(experiment_id=stage.experiment_id) | Q(experiment=None)).first()
+        return f"stage {stage.name} held by {stage.hold_by.username}", stage.hold_by
+    holds = LaunchHold.objects.filter(Q(experiment_id=stage.experiment_id) | Q(experiment=None)).order_by("pk")
+    if lock:
+        holds = holds.select_for_update(no_key=True, of=("self",))
+    hold = holds.select_related("experiment", "held_by").first()
     if hold is not None:
-        return f"launches in {hold.experiment or 'all experiments'} held by {hold.held_by.username}"
-    return ""
+        return f"launches in {hold.experiment or 'all experiments'} held by {hold.held_by.username}", hold.held_by
+    return "", None
 
 
 def require(actor, obj, need):
@@ -105,7 +116,7 @@ def launch_stage(stage, *, actor, dataset=None, parent=None, overrides=(), test=
             .select_related("campaign", "job_type", "login_setup", "experiment", "hold_by")
             .get(pk=stage.pk)
         )
-        reason = hold_reason(stage)
+        reason = hold_reason(stage, lock=True)
         if reason:
             held = HeldLaunch.objects.create(
                 stage=stage, launcher=actor.user, launcher_role=actor.role, dataset=dataset, parent=parent,
@@ -172,6 +183,8 @@ def run_launch(submission_id):
     The claim is a conditional update: a second delivery of the same task finds nothing to do.
     """
     now = timezone.now()
+    if _queue_if_held(submission_id):
+        return False
     if not Submission.objects.filter(pk=submission_id, status=Status.NEW, launch_started=None).update(
         launch_started=now
     ):
@@ -186,6 +199,32 @@ def run_launch(submission_id):
         ledger.save_launch_record(sub.pk, launch_finished=timezone.now())
         ledger.set_status(sub.pk, Status.LAUNCH_FAILED, cause=f"launch crashed: {type(exc).__name__}: {exc}"[:200])
         raise
+
+
+def _queue_if_held(submission_id):
+    """A launch whose stage (or experiment) was held after it was requested does not run: it
+    goes back to the queue as it was asked — same dataset, so no split slice is lost — and this
+    submission ends Cancelled, saying so. True when that happened."""
+    with transaction.atomic():
+        sub = (
+            Submission.objects.select_for_update(of=("self",))
+            .select_related("launcher", "recovery_parent")
+            .filter(pk=submission_id, status=Status.NEW, launch_started=None)
+            .first()
+        )
+        if sub is None:
+            return False
+        stage = Stage.objects.select_for_update(of=("self",)).select_related("hold_by").get(pk=sub.stage_id)
+        reason, holder = hold_of(stage, lock=True)
+        if not reason:
+            return False
+        held = HeldLaunch.objects.create(
+            stage=stage, launcher=sub.launcher, launcher_role=sub.creator_role, dataset=sub.dataset,
+            parent=sub.recovery_parent, overrides=sub.params.get("overrides", []), test=sub.test, reason=reason,
+        )  # fmt: skip
+        ledger.set_status(sub.pk, Status.CANCELLED, by=holder, cause=f"{reason} before it ran: queued as {held.pk}")
+    log.info("launch of submission %s queued again as held launch %s (%s)", submission_id, held.pk, reason)
+    return True
 
 
 def _run_claimed(sub, now):

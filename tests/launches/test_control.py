@@ -183,3 +183,52 @@ def test_root_holds_launches_in_every_experiment(world):
         services.launch_stage(world.production_stage, actor=actor(world))
     root.post(reverse("launches:switch", args=["release"]), {"scope": "all"})
     assert not LaunchHold.objects.exists() and Submission.objects.filter(stage=world.production_stage).count() == 1
+
+
+def test_a_launch_requested_before_its_stage_was_held_is_queued_again_not_run(
+    world, django_capture_on_commit_callbacks
+):
+    stage = world.production_stage
+    sub = services.launch_stage(stage, actor=actor(world), dataset="slice_7")
+    control.set_stage_hold([stage], "queue", actor=actor(world, "production-shifter"))
+    assert services.run_launch(sub.pk) is False  # the worker's turn comes after the hold
+    sub.refresh_from_db()
+    assert sub.status == Status.CANCELLED and sub.launch_started is None
+    held = HeldLaunch.objects.get()
+    assert (held.dataset, held.launcher, sub.history.last().user) == (
+        "slice_7",
+        world.users["production"],
+        world.users["production-shifter"],
+    )
+    launched = control.set_stage_hold([stage], "release", actor=actor(world))
+    assert [s.dataset for s in launched] == ["slice_7"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_experiment_release_waits_for_a_launch_being_queued_and_drains_it(world):
+    import threading
+
+    from django.db import connection, transaction
+
+    boss = actor(world, "superuser")
+    control.hold_launches(world.experiment, actor=boss)
+    queued, commit = threading.Event(), threading.Event()
+
+    def launch_being_queued():
+        try:
+            with transaction.atomic():
+                try:
+                    services.launch_stage(world.production_stage, actor=actor(world), dataset="late")
+                except services.LaunchHeld:
+                    queued.set()
+                commit.wait(10)  # the queuing transaction is still open while the release starts
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=launch_being_queued)
+    thread.start()
+    queued.wait(10)
+    threading.Timer(0.5, commit.set).start()
+    launched = control.release_launches(world.experiment, actor=boss)
+    thread.join()
+    assert [s.dataset for s in launched] == ["late"] and not HeldLaunch.objects.exists()

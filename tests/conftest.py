@@ -16,6 +16,19 @@ ROLES = [Role.ANALYSIS, Role.SHIFTER, Role.PRODUCTION, Role.SUPERUSER]
 
 
 @pytest.fixture(autouse=True)
+def _no_stray_launch_tasks(request, monkeypatch):
+    """Launches committed by a transactional test reach the broker only when the test asked for a
+    worker. Otherwise the session's worker (started by an earlier test) would run them while the
+    test runs or, worse, while its teardown truncates the tables it reads."""
+    marker = request.node.get_closest_marker("django_db")
+    transactional = marker is not None and marker.kwargs.get("transaction", False)
+    if transactional and not {"celery_worker", "beat"} & set(request.fixturenames):
+        from launches.tasks import launch_submission
+
+        monkeypatch.setattr(launch_submission, "delay_on_commit", lambda *args, **kwargs: None)
+
+
+@pytest.fixture(autouse=True)
 def _isolated_dirs(settings, tmp_path):
     """Launch logs and the local batch system's records go to a per-test directory."""
     settings.POMS_LOG_ROOT = tmp_path / "logs"

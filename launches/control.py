@@ -15,7 +15,7 @@ from submissions.models import ACTIVE_STATUSES, Status, Submission
 
 from . import batch
 from .models import HeldLaunch, LaunchHold
-from .services import LaunchError, LaunchHeld, launch_stage, poll_batch_systems
+from .services import LaunchError, LaunchHeld, LaunchUnavailable, launch_stage, poll_batch_systems
 
 log = logging.getLogger(__name__)
 
@@ -139,9 +139,11 @@ def drain(queued):
                     held.stage, actor=actor, dataset=held.dataset, parent=held.parent, overrides=held.overrides,
                     test=held.test,
                 )  # fmt: skip
-        except LaunchHeld:
-            continue  # still held elsewhere: the rollback keeps the original row and its place
+        except (LaunchHeld, LaunchUnavailable):
+            continue  # still held elsewhere, or the catalogue is away: the rollback keeps the row and its place
         except (LaunchError, PermissionDenied) as exc:
+            # It can never run (splits exhausted, a broken template, no longer allowed): drop it for good.
+            HeldLaunch.objects.filter(pk=held.pk).delete()
             log.warning("queued launch %s of stage %s dropped: %s", held.pk, held.stage_id, exc)
             continue
         launched.append(sub)

@@ -232,3 +232,23 @@ def test_an_experiment_release_waits_for_a_launch_being_queued_and_drains_it(wor
     launched = control.release_launches(world.experiment, actor=boss)
     thread.join()
     assert [s.dataset for s in launched] == ["late"] and not HeldLaunch.objects.exists()
+
+
+def test_a_queued_launch_that_can_never_run_is_dropped_and_one_that_may_later_stays(world, monkeypatch):
+    stage = world.production_stage
+    control.set_stage_hold([stage], "queue", actor=actor(world))
+    for dataset in ("doomed", "patient"):
+        with pytest.raises(services.LaunchHeld):
+            services.launch_stage(stage, actor=actor(world), dataset=dataset)
+    real = services._record_launch
+
+    def record(stage, actor, dataset, *args):
+        if dataset == "doomed":
+            raise services.LaunchError("The launch command cannot be composed: unknown keyword")
+        raise services.LaunchUnavailable("The data handling service could not give the next split")
+
+    monkeypatch.setattr(services, "_record_launch", record)
+    assert control.set_stage_hold([stage], "release", actor=actor(world)) == []
+    assert list(HeldLaunch.objects.values_list("dataset", flat=True)) == ["patient"]
+    monkeypatch.setattr(services, "_record_launch", real)
+    assert [s.dataset for s in control.drain(HeldLaunch.objects.all())] == ["patient"]

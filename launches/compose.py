@@ -58,6 +58,8 @@ def expand(template, keywords, *, quote):
         )
     try:
         return template % _Keywords(keywords, quote=quote)
+    except ComposeError:
+        raise
     except (TypeError, ValueError) as exc:
         raise ComposeError(f"bad %-template {template!r}: {exc}") from None
 
@@ -78,6 +80,12 @@ def _quoted_keyword(text):
             return KEYWORD.match(text, i).group(0)
         i += 1
     return None
+
+
+def with_campaign_keywords(value, keywords):
+    """A stage's dataset or software version with the campaign's keywords expanded, as POMS
+    does before anything else (`mc_%(energy)s` → `mc_1GeV`)."""
+    return expand(value, keywords, quote=False) if value and "%(" in value else value
 
 
 def merge_overrides(*lists):
@@ -113,15 +121,17 @@ def compose(config, *, dataset, test, overrides=(), launcher, submission_id=None
     stage, job_type, login = config["stage"], config["job_type"], config["login_setup"]
     campaign = config["campaign"]
     group = config["experiment"]
+    campaign_keywords = campaign.get("keywords", {})
+    dataset = with_campaign_keywords(dataset, campaign_keywords)
     fixed = {
         "dataset": dataset,
         "parameter": dataset,
-        "version": stage.get("software_version", ""),
+        "version": with_campaign_keywords(stage.get("software_version", ""), campaign_keywords),
         "group": group,
         "experimenter": launcher,
         "experiment": config["experiment"],
     }
-    keywords = {**campaign.get("keywords", {}), **fixed}
+    keywords = {**campaign_keywords, **fixed}
     raw_keys = set(job_type.get("raw_keys") or ())
 
     params = merge_overrides(

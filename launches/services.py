@@ -19,7 +19,7 @@ from submissions import services as ledger
 from submissions.models import Status, Submission
 
 from . import batch
-from .compose import ComposeError, compose
+from .compose import ComposeError, compose, with_campaign_keywords
 from .models import HeldLaunch, LaunchHold
 from .runners import RunnerError, runner_for
 from .splits import SplitError, SplitsExhausted, next_split
@@ -81,7 +81,10 @@ def _pick_dataset(stage, test, dataset, *, dry=False):
         return handler_for(stage.experiment, stage.campaign.data_handling or None)
 
     try:
-        return next_split(stage, test=test, handler=handler, dry=dry)
+        dataset = with_campaign_keywords(stage.dataset, stage.campaign.keywords or {})
+        return next_split(stage, test=test, handler=handler, dry=dry, dataset=dataset)
+    except ComposeError as exc:
+        raise LaunchError(f"The stage dataset {stage.dataset!r} cannot be expanded: {exc}") from exc
     except (SplitsExhausted, SplitError) as exc:
         raise LaunchError(str(exc)) from exc
     except DataHandlerError as exc:

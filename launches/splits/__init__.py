@@ -69,17 +69,17 @@ def spec_of(stage, test):
     return stage.test_split_type if test and (stage.test_split_type or "").strip() else stage.split_type
 
 
-def next_split(stage, *, test=False, handler=None, dry=False, now=None):
+def next_split(stage, *, test=False, handler=None, dry=False, now=None, dataset=None):
     """(dataset, new cursor) for the next launch of `stage`. The caller stores the cursor.
 
     `handler` is the campaign's DataHandler or a callable making it (only called by types that
     query data). `dry`: define and snapshot nothing; the cursor returned must then be ignored.
+    `dataset`: the stage's dataset as the caller expanded it (campaign keywords), if it did.
     Raises SplitsExhausted, SplitError, or the handler's DataHandlerError.
     """
     kind, params = parse(spec_of(stage, test))
-    step = Step(
-        stage.dataset or "", stage.split_cursor, params, Data(handler, dry), time.time() if now is None else now
-    )
+    source = stage.dataset if dataset is None else dataset
+    step = Step(source or "", stage.split_cursor, params, Data(handler, dry), time.time() if now is None else now)
     return kind.next(step)
 
 

@@ -185,3 +185,13 @@ def test_the_environment_carries_the_poms_variables():
     assert env["POMS4_TEST_LAUNCH"] == "True" and env["POMS_TEST"] == "1"
     assert env["POMS_CAMPAIGN_NAME"] == "mc__gen" and env["POMS_LAUNCHER"] == "mengel"
     assert env["JOBSUB_GROUP"] == env["GROUP"] == "nova"
+
+
+def test_campaign_keywords_are_expanded_in_the_dataset_and_the_version_first():
+    cfg = config(
+        campaign={"keywords": {"energy": "1GeV", "release": "v08_00"}},
+        stage={"software_version": "%(release)s_p1"},
+        job_type={"launch_script": "run", "definition_parameters": [["--ds=", "%(dataset)s"], ["--v=", "%(version)s"]]},
+    )
+    assert cmd(cfg, dataset="mc_%(energy)s") == "run --ds=mc_1GeV --v=v08_00_p1"
+    assert compose(cfg, dataset="mc_%(energy)s", test=False, launcher="u").dataset == "mc_1GeV"

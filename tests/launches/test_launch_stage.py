@@ -167,3 +167,16 @@ def test_a_submission_the_batch_system_cannot_read_is_flagged_and_the_others_are
     good.refresh_from_db()
     assert "local cluster 999999 is unknown" in stray.poll_error and stray.polled is None
     assert good.polled is not None and good.poll_error == "" and good.jobs_total > 0
+
+
+def test_a_stage_dataset_with_campaign_keywords_launches_on_the_expanded_name(world):
+    stage = world.production_stage
+    stage.campaign.keywords = {"energy": "1GeV"}
+    stage.campaign.save()
+    stage.dataset = "mc_%(energy)s_raw"
+    stage.save()
+    assert services.launch_stage(stage, actor=actor(world)).dataset == "mc_1GeV_raw"
+    stage.dataset = "mc_%(nope)s"
+    stage.save()
+    with pytest.raises(services.LaunchError, match=r"cannot be expanded: unknown keyword %\(nope\)s"):
+        services.launch_stage(stage, actor=actor(world))

@@ -17,7 +17,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from campaigns.models import Stage
-from poms.permissions import actor_for, allowed
+from poms.permissions import allowed, token_actor
 from poms.tokens import caller
 from submissions import services as ledger
 from submissions.models import Status, Submission
@@ -84,7 +84,7 @@ def update_submission(request):
         )
     user = who.user
     if who.submission_id is None and not allowed(
-        actor_for(user, sub.experiment), "act", creator_id=sub.creator_id, creator_role=sub.creator_role
+        token_actor(user, sub.experiment), "act", creator_id=sub.creator_id, creator_role=sub.creator_role
     ):
         return _text(f"Forbidden: {user.username} may not update submission {sub.pk}", 403)
     data = form.cleaned_data
@@ -134,7 +134,7 @@ def get_submission_id_for(request):
     if who is None or who.submission_id is not None:
         return _text("Unauthorized: send Authorization: Bearer <personal token>", 401)
     user = who.user
-    actor = actor_for(user, stage.experiment)
+    actor = token_actor(user, stage.experiment)
     try:
         require(actor, stage, "act")
     except PermissionDenied as exc:

@@ -49,6 +49,15 @@ def actor_for(user, experiment=None):
     return Actor(user, experiment, role, membership.role)
 
 
+def token_actor(user, experiment):
+    """The actor behind an API token: the membership's own role. The role picked in the page
+    header is a browser setting; a cron job's calls must not change with it."""
+    membership = Membership.objects.filter(user=user, experiment=experiment, active=True).first()
+    if membership is None:
+        return Actor(user, experiment, Role.SUPERUSER if user.is_superuser else None, None)
+    return Actor(user, experiment, membership.role, membership.role)
+
+
 def actor_as(user, experiment, role):
     """The actor `user` was when they asked for something earlier (e.g. a queued launch),
     capped by the membership they hold now."""

@@ -20,7 +20,7 @@ from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from poms.models import Experiment
-from poms.permissions import actor_for
+from poms.permissions import token_actor
 from poms.tokens import caller
 
 from . import query as q
@@ -192,7 +192,7 @@ def _catalog_for(request, experiment_name):
             raise ApiError(
                 403, f"the token of submission {who.submission_id} works only in its own experiment, not {experiment}"
             )
-    elif actor_for(who.user, experiment).role is None:
+    elif token_actor(who.user, experiment).role is None:
         raise ApiError(403, f"{who.user.username} is not a member of experiment {experiment}")
     return CatalogHandler(experiment), who
 
@@ -234,13 +234,22 @@ def _project(cat, name, who):
 
 
 def _own(project, who):
-    """A launch's callback token works only on its own submission's projects."""
-    if who.submission_id is not None and project.submission_id not in (None, who.submission_id):
+    """A submission's project is its jobs' alone: its own callback token, no other launch's, and
+    no person's token either (taking or failing a production project's files is not a member's
+    to do by hand). Projects started without a submission are open to the experiment's members."""
+    if project.submission_id is None or project.submission_id == who.submission_id:
+        return
+    if who.submission_id is None:
         raise ApiError(
             403,
-            f"the token of submission {who.submission_id} may not use project {project.name} "
-            f"of submission {project.submission_id}",
+            f"project {project.name} belongs to submission {project.submission_id}: only its jobs "
+            "(with their POMS_SUBMISSION_TOKEN) may use it",
         )
+    raise ApiError(
+        403,
+        f"the token of submission {who.submission_id} may not use project {project.name} "
+        f"of submission {project.submission_id}",
+    )
 
 
 # --- endpoints ---------------------------------------------------------------------------------

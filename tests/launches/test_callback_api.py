@@ -239,3 +239,13 @@ def test_a_callback_token_ends_with_its_submission(world):
     control.control(Submission.objects.filter(pk=sub.pk), "kill", actor=actor_for(sub.launcher, sub.experiment))
     assert client.post(UPDATE, {"submission_id": sub.pk, "status": "Running"}, **bearer(token)).status_code == 401
     assert not CallbackToken.objects.filter(submission_id=sub.pk).exists()
+
+
+def test_a_personal_token_acts_with_the_membership_role_whatever_the_header_shows(world):
+    from poms.models import Preference
+
+    sub = SubmissionFactory(stage=world.production_stage)
+    _, token = create_api_token(world.users["production"], "cron")
+    Preference.objects.create(user=world.users["production"], experiment=world.experiment, role="analysis")
+    reply = Client().post(UPDATE, {"submission_id": sub.pk, "status": "Running"}, **bearer(token))
+    assert reply.status_code == 200

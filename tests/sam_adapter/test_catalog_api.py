@@ -84,9 +84,14 @@ def test_a_job_starts_a_project_takes_every_file_once_and_reports(cat, tokens):
         "project": "p1", "dataset": "raw", "files": 5, "submission_id": tokens.sub.pk, "status": "running",
     }  # fmt: skip
     # Every job of the submission may start it: they join the same project.
-    again = post(tokens.analyst, "projects/start", {"project": "p1", "dataset": "raw"})
+    again = post(tokens.job, "projects/start", {"project": "p1", "dataset": "raw"})
     assert (again.status_code, again.json()["files"], again.json()["submission_id"]) == (200, 5, tokens.sub.pk)
     assert Project.objects.filter(name="p1").count() == 1
+    # A member's personal token may not take or fail the files of a submission's project.
+    for path, body in [("projects/start", {"project": "p1", "dataset": "raw"}), ("projects/p1/next", {"process": "me"}),
+                       ("projects/p1/status", {"file": RAW[0], "status": "failed"})]:  # fmt: skip
+        refused = post(tokens.analyst, path, body)
+        assert refused.status_code == 403 and "only its jobs" in refused.json()["error"]
     given = []
     for process in ["job1", "job2"] * 3:
         answer = post(tokens.job, "projects/p1/next", {"process": process}).json()
@@ -376,4 +381,5 @@ def test_a_launch_token_works_only_on_its_own_submissions_projects(world, cat, t
         reply = post(other_token, path, body)
         assert reply.status_code == 403 and "may not use project mine" in reply.json()["error"], path
     assert catalog_state() == before
-    assert post(tokens.analyst, "projects/mine/next", {"process": "p"}).status_code == 200  # a person's token
+    assert post(tokens.analyst, "projects/mine/next", {"process": "p"}).status_code == 403  # nor a person's token
+    assert catalog_state() == before

@@ -156,10 +156,12 @@ VAR_DIR = Path(env_str("POMS_VAR_DIR", str(BASE_DIR / "var")))
 POMS_LOG_ROOT = Path(env_str("POMS_LOG_ROOT", str(VAR_DIR / "logs")))
 # The local batch system keeps its job records and job stdout/stderr here.
 POMS_LOCAL_BATCH_ROOT = Path(env_str("POMS_LOCAL_BATCH_ROOT", str(VAR_DIR / "local_batch")))
-# Job stdout/stderr is served from files under these directories only (colon-separated): a job
-# may name any path as its output, and the pages must not become a way to read this host's files.
+# Job stdout/stderr (Slurm and other batch systems that leave it on this host) is served from
+# files under these directories only (colon-separated; `{experiment}` stands for the job's
+# experiment): a job may name any path as its output, and the pages must not become a way to read
+# this host's files or another experiment's. Local batch jobs read only their own cluster's files.
 POMS_JOB_OUTPUT_ROOTS = [
-    Path(p) for p in env_str("POMS_JOB_OUTPUT_ROOTS", f"{VAR_DIR}:{POMS_LOCAL_BATCH_ROOT}").split(":") if p
+    p for p in env_str("POMS_JOB_OUTPUT_ROOTS", str(VAR_DIR / "job-output" / "{experiment}")).split(":") if p
 ]
 # Slurm: the jobcomp/filetxt log slurmctld writes (scripts/slurm.py puts it here), the command
 # timeout, and the zone slurmctld writes that log's times in (empty: this host's /etc/localtime).

@@ -33,7 +33,7 @@ def _isolated_dirs(settings, tmp_path):
     """Launch logs and the local batch system's records go to a per-test directory."""
     settings.POMS_LOG_ROOT = tmp_path / "logs"
     settings.POMS_LOCAL_BATCH_ROOT = tmp_path / "local_batch"
-    settings.POMS_JOB_OUTPUT_ROOTS = [tmp_path]
+    settings.POMS_JOB_OUTPUT_ROOTS = [str(tmp_path)]
     # Password hashing is deliberately slow; tests create many users.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 

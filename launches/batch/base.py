@@ -35,6 +35,19 @@ class Observations(list):
         self.problems = problems or {}
 
 
+def read_output_under(path, roots):
+    """The tail of the file at `path` if it resolves (symlinks followed) under one of `roots`."""
+    if not path:
+        return ""
+    real = Path(path).resolve()
+    if not any(real.is_relative_to(Path(root).resolve()) for root in roots):
+        raise BatchError(f"{path} is outside the directories job output is served from (POMS_JOB_OUTPUT_ROOTS)")
+    try:
+        return tail_file(real)
+    except OSError as exc:
+        raise BatchError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
 def run_cli(argv, timeout):
     """Run a batch-system command; a missing binary or a hang is a BatchError (never a status)."""
     try:
@@ -75,11 +88,7 @@ class BatchSystem(ABC):
 
     def read_output(self, job, stream):
         """The tail of a job's stdout/stderr; by default the file the poll reported, if it lies
-        under POMS_JOB_OUTPUT_ROOTS."""
-        path = job.stdout_path if stream == "stdout" else job.stderr_path
-        if not path:
-            return ""
-        real = Path(path).resolve()
-        if not any(real.is_relative_to(Path(root).resolve()) for root in settings.POMS_JOB_OUTPUT_ROOTS):
-            raise BatchError(f"{path} is outside the directories job output is served from (POMS_JOB_OUTPUT_ROOTS)")
-        return tail_file(real)
+        under one of POMS_JOB_OUTPUT_ROOTS for the job's experiment."""
+        experiment = job.submission.experiment.name
+        roots = [Path(str(root).format(experiment=experiment)) for root in settings.POMS_JOB_OUTPUT_ROOTS]
+        return read_output_under(job.stdout_path if stream == "stdout" else job.stderr_path, roots)

@@ -30,11 +30,10 @@ from pathlib import Path
 
 from django.conf import settings
 
-from poms.lib.text import tail_file
 from submissions.models import JobState
 from submissions.observations import JobObservation
 
-from .base import BatchError, BatchSystem, Target, run_cli
+from .base import BatchError, BatchSystem, Target, read_output_under, run_cli
 
 log = logging.getLogger(__name__)
 
@@ -325,11 +324,12 @@ class JobsubBatch(BatchSystem):
         """jobsub keeps job output on the schedd: fetch the job's sandbox once with
         jobsub_fetchlog into the log root, then read its .out / .err."""
         dest = Path(settings.POMS_LOG_ROOT) / "jobsub" / re.sub(r"[^\w.@-]", "_", job.batch_job_id)
-        files = [p for p in dest.rglob("*") if p.is_file()] if dest.is_dir() else []
+        # Regular files only: a symlink in a fetched sandbox must not lead the page elsewhere on this host.
+        files = [p for p in dest.rglob("*") if p.is_file() and not p.is_symlink()] if dest.is_dir() else []
         if not files:
             files = self.fetch_log(
                 job.batch_job_id, dest, group=self.group_of(Target(0, "", job.submission.experiment.name))
             )
         suffix = ".out" if stream == "stdout" else ".err"
-        chosen = next((p for p in sorted(files) if p.name.endswith(suffix)), None)
-        return tail_file(chosen) if chosen else ""
+        chosen = next((p for p in sorted(files) if p.name.endswith(suffix) and not p.is_symlink()), None)
+        return read_output_under(chosen, [dest]) if chosen else ""

@@ -15,7 +15,7 @@ from django.conf import settings
 from submissions.models import JobState
 from submissions.observations import JobObservation
 
-from .base import BatchError, BatchSystem, Observations
+from .base import BatchError, BatchSystem, Observations, read_output_under
 
 SUBMITTED = re.compile(r"^Submitted local cluster (\d+) \(\d+ jobs?\)\.$", re.MULTILINE)
 
@@ -43,6 +43,11 @@ class LocalBatch(BatchSystem):
     def parse_batch_id(self, launch_output):
         found = SUBMITTED.findall(launch_output)
         return found[-1] if found else None
+
+    def read_output(self, job, stream):
+        """Only files of the job's own cluster, whatever path its record names."""
+        path = job.stdout_path if stream == "stdout" else job.stderr_path
+        return read_output_under(path, [self.root / str(job.submission.batch_id)])
 
     def _records(self, batch_id):
         cluster = self.root / str(batch_id)

@@ -29,7 +29,10 @@ def test_job_output_is_one_click_away(world, tmp_path):
     out, err = tmp_path / "0.out", tmp_path / "0.err"
     out.write_text("hello from the job\n")
     err.write_text("art::Exception\n")
-    job = JobFactory(submission__stage=world.production_stage, stdout_path=str(out), stderr_path=str(err))
+    job = JobFactory(
+        submission__stage=world.production_stage, submission__batch_system="slurm",
+        stdout_path=str(out), stderr_path=str(err),
+    )  # fmt: skip
     client = world.client("analysis")
     detail = client.get(reverse("submissions:detail", args=[job.submission_id])).content.decode()
     assert reverse("launches:job_output", args=[job.pk, "stdout"]) in detail
@@ -42,13 +45,38 @@ def test_job_output_outside_the_output_roots_is_not_served(world, tmp_path, sett
     secret = tmp_path / "elsewhere" / "poms.env"
     secret.parent.mkdir()
     secret.write_text("DATABASE_PASSWORD=hunter2\n")
-    settings.POMS_JOB_OUTPUT_ROOTS = [tmp_path / "outputs"]
+    settings.POMS_JOB_OUTPUT_ROOTS = [str(tmp_path / "outputs")]
     job = JobFactory(
         submission__stage=world.production_stage,
         stdout_path=str(tmp_path / "outputs" / ".." / "elsewhere" / "poms.env"),
     )
     page = world.client("production-shifter").get(reverse("launches:job_output", args=[job.pk, "stdout"])).content
     assert b"hunter2" not in page and b"outside the directories job output is served from" in page
+
+
+def test_each_experiment_reads_job_output_from_its_own_directory_only(world, tmp_path, settings):
+    settings.POMS_JOB_OUTPUT_ROOTS = [str(tmp_path / "{experiment}")]
+    for exp in ("nova", "dune"):
+        (tmp_path / exp).mkdir()
+        (tmp_path / exp / "1.out").write_text(f"{exp} output\n")
+    own = JobFactory(submission__stage=world.production_stage, submission__batch_system="slurm",
+                     stdout_path=str(tmp_path / "nova" / "1.out"))  # fmt: skip
+    other = JobFactory(submission__stage=world.production_stage, submission__batch_system="slurm",
+                       stdout_path=str(tmp_path / "dune" / "1.out"))  # fmt: skip
+    client = world.client("analysis")
+    assert b"nova output" in client.get(reverse("launches:job_output", args=[own.pk, "stdout"])).content
+    refused = client.get(reverse("launches:job_output", args=[other.pk, "stdout"])).content
+    assert b"dune output" not in refused and b"outside the directories" in refused
+
+
+def test_a_local_job_reads_only_its_own_clusters_files(world, tmp_path, settings):
+    elsewhere = settings.POMS_LOCAL_BATCH_ROOT / "clusters" / "8" / "0.out"
+    elsewhere.parent.mkdir(parents=True)
+    elsewhere.write_text("cluster 8's output\n")
+    job = JobFactory(submission__stage=world.production_stage, submission__batch_system="local",
+                     submission__batch_id="7", stdout_path=str(elsewhere))  # fmt: skip
+    page = world.client("analysis").get(reverse("launches:job_output", args=[job.pk, "stdout"])).content
+    assert b"cluster 8" not in page and b"outside the directories" in page
 
 
 def test_show_command_displays_the_script_and_creates_nothing(world):

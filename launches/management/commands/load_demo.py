@@ -137,7 +137,7 @@ class Command(BaseCommand):
         """The demo's submit command and parameters for the chosen batch system."""
         payload = str(bin_dir / "demo_payload")
         if opts["batch"] == "slurm":
-            out = settings.VAR_DIR / "slurm" / "demo-out"
+            out = settings.VAR_DIR / "job-output" / "demo"  # under POMS_JOB_OUTPUT_ROOTS for experiment demo
             out.mkdir(parents=True, exist_ok=True)
             # %%A_%%a: Slurm's own job and array-task placeholders, passed through compose.
             return "sbatch", [

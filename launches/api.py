@@ -29,7 +29,7 @@ STATUS_BY_NAME = {s.label.lower().replace(" ", ""): s for s in Status}
 
 def _status(value):
     """A status given by name (Running, "Awaiting Approval") or number (4000)."""
-    if value.isdigit() and int(value) in Status.values:
+    if value.isascii() and value.isdigit() and int(value) in Status.values:
         return Status(int(value))
     found = STATUS_BY_NAME.get(value.lower().replace(" ", ""))
     if found is None:

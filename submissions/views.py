@@ -14,7 +14,7 @@ from django.utils import timezone
 from campaigns.access import get_campaign_for, get_stage_for
 from campaigns.models import Campaign
 from poms.header import acting
-from poms.lib.paging import keyset_asc, keyset_desc
+from poms.lib.paging import keyset_asc, keyset_desc, page_key
 from poms.lib.text import tail_file
 from sam_adapter.backends import handler_for
 from sam_adapter.interface import DataHandlerError
@@ -74,11 +74,9 @@ def _daily_by_status(subs, days):
 def stage_submissions(request, pk):
     """The stage page's submissions table (an htmx partial, refreshed live)."""
     stage = get_stage_for(request, pk)
-    before = request.GET.get("before")
-    page = keyset_desc(
-        stage.submissions.for_table(), int(before) if (before or "").isdigit() else None, settings.POMS_PAGE_SIZE
-    )
-    return render(request, "submissions/_stage_submissions.html", {"stage": stage, "page": page})
+    before = page_key(request.GET.get("before"))
+    page = keyset_desc(stage.submissions.for_table(), before, settings.POMS_PAGE_SIZE)
+    return render(request, "submissions/_stage_submissions.html", {"stage": stage, "page": page, "before": before})
 
 
 @login_required
@@ -125,9 +123,9 @@ def submission_live(request, pk):
 
 
 def _live_context(request, sub):
-    after = request.GET.get("after")
-    jobs = keyset_asc(sub.jobs.all(), int(after) if (after or "").isdigit() else None, settings.POMS_PAGE_SIZE)
-    return {"sub": sub, "history": list(sub.history.select_related("user")), "jobs": jobs}
+    after = page_key(request.GET.get("after"))
+    jobs = keyset_asc(sub.jobs.all(), after, settings.POMS_PAGE_SIZE)
+    return {"sub": sub, "history": list(sub.history.select_related("user")), "jobs": jobs, "after": after}
 
 
 @login_required

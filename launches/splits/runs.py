@@ -55,7 +55,7 @@ class ByRun(SplitType):
         given = keywords(self.name, args, self.parameters)
         bounds = {"low": 1, "high": 999999}
         for key, text in given.items():
-            if not text.isdigit():
+            if not (text.isascii() and text.isdigit()):
                 raise SplitError(f"split type byrun: {key} must be a run number, got {text!r}")
             bounds[key] = int(text)
         if bounds["low"] > bounds["high"]:

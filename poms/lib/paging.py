@@ -27,3 +27,10 @@ def keyset_asc(queryset, after, size, field="id"):
     more = len(rows) > size
     rows = rows[:size]
     return Page(rows, getattr(rows[-1], field) if more else None)
+
+
+def page_key(value):
+    """A keyset paging key from a query string: a plain non-negative integer, else None (first
+    page). "²".isdigit() is True but int() refuses it, hence isascii."""
+    value = (value or "").strip()
+    return int(value) if value.isascii() and value.isdigit() and len(value) < 19 else None

@@ -116,3 +116,16 @@ def test_the_recovery_tree_links_the_original_and_its_recoveries(world):
     assert f"<b>#{first.pk}</b>" in tree
     for other in (original, second):
         assert reverse("submissions:detail", args=[other.pk]) in tree
+
+
+def test_paging_keys_survive_the_live_refresh_and_odd_digits_are_the_first_page(world):
+    sub = SubmissionFactory(stage=world.production_stage)
+    client = world.client("analysis")
+    detail = client.get(reverse("submissions:detail", args=[sub.pk]) + "?after=40").content.decode()
+    assert f'hx-get="{reverse("submissions:live", args=[sub.pk])}?after=40"' in detail
+    table_url = reverse("submissions:stage_table", args=[world.production_stage.pk])
+    older = client.get(table_url + "?before=900").content.decode()
+    assert f'hx-get="{table_url}?before=900" hx-trigger="every 3s"' in older and "← Newest" in older
+    for url in (reverse("submissions:detail", args=[sub.pk]), reverse("submissions:live", args=[sub.pk])):
+        assert client.get(url + "?after=²").status_code == 200
+    assert client.get(table_url + "?before=²").status_code == 200

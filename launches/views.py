@@ -105,7 +105,10 @@ def scope_action(request, scope, pk, action):
     if request.method == "GET":
         label, question, destructive = QUESTIONS[action]
         context = {"obj": obj, "scope": scope, "label": label, "question": question, "destructive": destructive}
-        return render(request, "launches/confirm.html", context | {"affected": list(affected[:500])})
+        # The page lists at most 500; the count is of everything the action will reach.
+        return render(
+            request, "launches/confirm.html", context | {"affected": list(affected[:500]), "reach": affected.count()}
+        )
     try:
         n = control.control(affected, action, actor=request_actor(request, obj.experiment))
         messages.success(request, f"{QUESTIONS[action][0]} sent to {n} submission{'s' if n != 1 else ''}.")
@@ -202,6 +205,9 @@ def switch_launches(request, mode):
     """The "launches held" switch: the experiment's (its superusers), or everywhere (root, scope=all)."""
     actor = acting(request)
     everywhere = request.POST.get("scope") == "all"
+    if not everywhere and actor.experiment is None and actor.is_root:  # others are refused below
+        messages.error(request, "Pick an experiment in the header first (or hold launches in every experiment).")
+        return redirect("launches:held")
     experiment = None if everywhere else actor.experiment
     where = "every experiment" if everywhere else str(actor.experiment)
     if mode == "hold":

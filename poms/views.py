@@ -7,6 +7,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from .header import pick
+from .lib.paging import page_key
 from .models import ApiToken, Experiment, Membership, Role
 from .tokens import create_api_token
 
@@ -42,8 +43,11 @@ def api_tokens(request):
     created = None
     if request.method == "POST":
         if "revoke" in request.POST:
-            ApiToken.objects.filter(user=request.user, pk=request.POST.get("revoke")).delete()
-            messages.success(request, "Token revoked.")
+            key = page_key(request.POST.get("revoke"))
+            if key is not None and ApiToken.objects.filter(user=request.user, pk=key).delete()[0]:
+                messages.success(request, "Token revoked.")
+            else:
+                messages.error(request, "No such token of yours; nothing was revoked.")
             return redirect("api_tokens")
         name = request.POST.get("name", "").strip()[:100]
         if not name:

@@ -249,3 +249,13 @@ def test_a_personal_token_acts_with_the_membership_role_whatever_the_header_show
     Preference.objects.create(user=world.users["production"], experiment=world.experiment, role="analysis")
     reply = Client().post(UPDATE, {"submission_id": sub.pk, "status": "Running"}, **bearer(token))
     assert reply.status_code == 200
+
+
+def test_revoking_tokens_takes_only_numbers_and_names_never_reach_javascript(world):
+    client = world.client("analysis")
+    client.post(reverse("api_tokens"), {"name": "x');alert(document.cookie);('"})
+    page = client.get(reverse("api_tokens")).content.decode()
+    assert 'data-name="x&#39;);alert(document.cookie);(&#39;"' in page
+    assert "confirm('Revoke ' + this.dataset.name" in page and "Revoke x" not in page
+    assert client.post(reverse("api_tokens"), {"revoke": "abc"}, follow=True).status_code == 200
+    assert client.post(reverse("api_tokens"), {"revoke": "²"}, follow=True).status_code == 200

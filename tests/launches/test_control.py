@@ -6,7 +6,7 @@ from django.urls import reverse
 
 from campaigns.models import StageDependency, StageType
 from launches import control, services
-from launches.models import HeldLaunch
+from launches.models import HeldLaunch, LaunchHold
 from poms.permissions import actor_for
 from submissions.models import Status, Submission
 from tests.factories import StageFactory, SubmissionFactory
@@ -252,3 +252,22 @@ def test_a_queued_launch_that_can_never_run_is_dropped_and_one_that_may_later_st
     assert list(HeldLaunch.objects.values_list("dataset", flat=True)) == ["patient"]
     monkeypatch.setattr(services, "_record_launch", real)
     assert [s.dataset for s in control.drain(HeldLaunch.objects.all())] == ["patient"]
+
+
+def test_the_confirmation_counts_everything_it_reaches_beyond_the_rows_it_lists(world):
+    stage = world.production_stage
+    for _ in range(3):
+        SubmissionFactory(stage=stage, status=Status.RUNNING)
+    page = world.client("production").get(reverse("launches:control", args=["stage", stage.pk, "kill"]))
+    assert b"This reaches <b>3</b> submissions:" in page.content
+
+
+def test_root_without_an_experiment_is_asked_to_pick_one_before_holding_just_one(world):
+    from django.contrib.auth import get_user_model
+
+    get_user_model().objects.create_superuser("root", "root@example.org", "pw")
+    client = world.client("production")
+    client.force_login(get_user_model().objects.get(username="root"))
+    reply = client.post(reverse("launches:switch", args=["hold"]), follow=True)
+    assert b"Pick an experiment in the header first" in reply.content
+    assert not LaunchHold.objects.exists()

@@ -10,7 +10,7 @@ import re
 from django import forms
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -76,15 +76,19 @@ def update_submission(request):
     form = UpdateForm(request.POST if request.method == "POST" else request.GET)
     if not form.is_valid():
         return _text(f"Bad request: {_errors(form)}", 400)
-    sub = get_object_or_404(Submission.objects.select_related("experiment"), pk=form.cleaned_data["submission_id"])
+    # Who asks first: without a token nobody learns which submission ids exist.
     who = caller(request)
-    if who is None or (who.submission_id is not None and who.submission_id != sub.pk):
+    if who is None or (who.submission_id is not None and who.submission_id != form.cleaned_data["submission_id"]):
         return _text(
             "Unauthorized: send Authorization: Bearer <token> (a callback token works for its own submission)", 401
         )
+    sub = get_object_or_404(Submission.objects.select_related("experiment"), pk=form.cleaned_data["submission_id"])
     user = who.user
+    actor = token_actor(user, sub.experiment)
+    if who.submission_id is None and actor.role is None:
+        raise Http404  # not a member: not told the submission exists
     if who.submission_id is None and not allowed(
-        token_actor(user, sub.experiment), "act", creator_id=sub.creator_id, creator_role=sub.creator_role
+        actor, "act", creator_id=sub.creator_id, creator_role=sub.creator_role
     ):
         return _text(f"Forbidden: {user.username} may not update submission {sub.pk}", 403)
     data = form.cleaned_data

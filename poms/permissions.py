@@ -7,6 +7,7 @@ Access helpers per object type (`campaigns.access.get_stage_for`, …) fetch an 
 from dataclasses import dataclass
 
 from django.core.exceptions import PermissionDenied
+from django.http import Http404
 
 from .models import ROLE_ORDER, Experiment, Membership, Preference, Role, role_rank
 
@@ -109,6 +110,9 @@ REFUSALS = {
 def check(request, obj, need, *, kind):
     """Raise PermissionDenied with a clear message unless the request may `need` on `obj`."""
     actor = request_actor(request, obj.experiment)
+    if actor.user is not None and actor.role is None:
+        # Not a member: answered as if the object did not exist, so walking ids reveals nothing.
+        raise Http404(f"No such {kind}.")
     if not allowed(actor, need, creator_id=obj.creator_id, creator_role=obj.creator_role):
         need_shown = "view" if actor.role is None else need
         raise PermissionDenied(

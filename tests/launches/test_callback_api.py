@@ -259,3 +259,12 @@ def test_revoking_tokens_takes_only_numbers_and_names_never_reach_javascript(wor
     assert "confirm('Revoke ' + this.dataset.name" in page and "Revoke x" not in page
     assert client.post(reverse("api_tokens"), {"revoke": "abc"}, follow=True).status_code == 200
     assert client.post(reverse("api_tokens"), {"revoke": "²"}, follow=True).status_code == 200
+
+
+def test_the_callback_api_does_not_tell_strangers_which_submissions_exist(world):
+    sub = SubmissionFactory(stage=world.production_stage)
+    assert Client().post(UPDATE, {"submission_id": sub.pk, "status": "Running"}).status_code == 401
+    assert Client().post(UPDATE, {"submission_id": sub.pk + 999, "status": "Running"}).status_code == 401
+    _, outsider = create_api_token(world.users["non-member"], "x")
+    for pk in (sub.pk, sub.pk + 999):
+        assert Client().post(UPDATE, {"submission_id": pk, "status": "Running"}, **bearer(outsider)).status_code == 404

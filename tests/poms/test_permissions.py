@@ -13,29 +13,30 @@ pytestmark = pytest.mark.django_db
 
 WHO = ["analysis", "production-shifter", "production", "superuser", "non-member", "anonymous"]
 
-# action → expected HTTP status per WHO entry (302 for a successful POST, which redirects)
+# action → expected HTTP status per WHO entry (302 for a successful POST, which redirects; 404 for
+# a non-member asking about an object: whether it exists is not theirs to learn)
 MATRIX = {
     "campaign list": [200, 200, 200, 200, 403, 302],
-    "view production stage": [200, 200, 200, 200, 403, 302],
-    "view submission": [200, 200, 200, 200, 403, 302],
-    "stage submissions table": [200, 200, 200, 200, 403, 302],
-    "dry run production stage": [403, 200, 200, 200, 403, 302],
-    "launch production stage": [403, 302, 302, 302, 403, 302],
-    "launch analysis stage": [302, 403, 403, 302, 403, 302],
-    "confirm kill production submission": [403, 200, 200, 200, 403, 302],
-    "kill production submission": [403, 302, 302, 302, 403, 302],
-    "kill production stage": [403, 302, 302, 302, 403, 302],
-    "hold production campaign": [403, 302, 302, 302, 403, 302],
-    "relaunch production submission": [403, 302, 302, 302, 403, 302],
-    "launch production campaign": [403, 302, 302, 302, 403, 302],
-    "queue production stage": [403, 302, 302, 302, 403, 302],
-    "approve production submission": [403, 302, 302, 302, 403, 302],
+    "view production stage": [200, 200, 200, 200, 404, 302],
+    "view submission": [200, 200, 200, 200, 404, 302],
+    "stage submissions table": [200, 200, 200, 200, 404, 302],
+    "dry run production stage": [403, 200, 200, 200, 404, 302],
+    "launch production stage": [403, 302, 302, 302, 404, 302],
+    "launch analysis stage": [302, 403, 403, 302, 404, 302],
+    "confirm kill production submission": [403, 200, 200, 200, 404, 302],
+    "kill production submission": [403, 302, 302, 302, 404, 302],
+    "kill production stage": [403, 302, 302, 302, 404, 302],
+    "hold production campaign": [403, 302, 302, 302, 404, 302],
+    "relaunch production submission": [403, 302, 302, 302, 404, 302],
+    "launch production campaign": [403, 302, 302, 302, 404, 302],
+    "queue production stage": [403, 302, 302, 302, 404, 302],
+    "approve production submission": [403, 302, 302, 302, 404, 302],
     "queued launches page": [200, 200, 200, 200, 403, 302],
     "hold all launches": [403, 403, 403, 302, 403, 302],
-    "abort production submission": [403, 302, 302, 302, 403, 302],
-    "kick production submission": [403, 302, 302, 302, 403, 302],
-    "recover production submission": [403, 302, 302, 302, 403, 302],
-    "file accounting": [200, 200, 200, 200, 403, 302],
+    "abort production submission": [403, 302, 302, 302, 404, 302],
+    "kick production submission": [403, 302, 302, 302, 404, 302],
+    "recover production submission": [403, 302, 302, 302, 404, 302],
+    "file accounting": [200, 200, 200, 200, 404, 302],
     "api tokens page": [200, 200, 200, 200, 200, 302],
 }
 

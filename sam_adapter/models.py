@@ -64,6 +64,9 @@ class NamedDataset(models.Model):
     name = models.CharField(max_length=255)
     query = models.JSONField(null=True, blank=True, help_text="serialised query; null = explicit file list")
     files = models.ManyToManyField(CatalogFile, blank=True, related_name="+")
+    # The launch whose jobs made this explicit dataset by declaring into it: only they may add to
+    # it. A plain number, like the submission ids elsewhere in this room.
+    submission_id = models.BigIntegerField(null=True, blank=True)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 

@@ -178,9 +178,17 @@ class CatalogHandler(DataHandler):
                     raise DataHandlerError(f"unknown parent file(s): {', '.join(missing)}")
                 Parentage.objects.bulk_create([Parentage(parent_id=pk, child=f) for pk in found.values()])
             if dataset:
-                ds, _ = NamedDataset.objects.get_or_create(experiment=self.experiment, name=dataset)
+                ds, _ = NamedDataset.objects.get_or_create(
+                    experiment=self.experiment, name=dataset, defaults={"submission_id": submission_id}
+                )
                 if ds.query is not None:
                     raise DataHandlerError(f"dataset {dataset} is defined by a query; files cannot be added to it")
+                if ds.submission_id is not None and ds.submission_id != submission_id:
+                    # A generator's poms_depends_<sid>_1 feeds its Located check and its dependents.
+                    owner = ds.submission_id
+                    raise DataHandlerError(
+                        f"dataset {dataset} is filled by submission {owner}'s jobs; only they add to it"
+                    )
                 ds.files.add(f)
         return f
 

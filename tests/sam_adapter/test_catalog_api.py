@@ -139,10 +139,17 @@ def test_declaring_output_files_with_parents_into_an_explicit_dataset(cat, token
     parents = Parentage.objects.filter(child=f).values_list("parent__name", flat=True)
     assert sorted(parents) == RAW[:2]
     assert cat.list_files(q.Dataset("poms_depends_9_1")) == ["gen_1.root"]
-    # A personal token declares too, for no submission; the file joins the existing dataset.
-    mine = post(tokens.analyst, "files/declare", {"name": "gen_2.root", "dataset": "poms_depends_9_1"})
+    # The dataset is this submission's jobs' to fill: not a person's token, not another launch's.
+    before = catalog_state()
+    other = issue_callback_token(tokens.sub.launcher, tokens.sub.experiment, tokens.sub.pk + 1)
+    for token in (tokens.analyst, other):
+        refused = post(token, "files/declare", {"name": "gen_2.root", "dataset": "poms_depends_9_1"})
+        assert refused.status_code == 400 and f"filled by submission {tokens.sub.pk}'s jobs" in refused.json()["error"]
+    assert catalog_state() == before
+    # A personal token declares too, for no submission, into a dataset no launch owns.
+    mine = post(tokens.analyst, "files/declare", {"name": "gen_2.root", "dataset": "by_hand"})
     assert mine.json()["declared_by_submission"] is None
-    assert get(tokens.job, "datasets/poms_depends_9_1/count").json() == {"dataset": "poms_depends_9_1", "count": 2}
+    assert get(tokens.job, "datasets/poms_depends_9_1/count").json() == {"dataset": "poms_depends_9_1", "count": 1}
     assert cat.list_files(q.ChildrenOf(q.Dataset("raw"))) == ["gen_1.root"]
 
 

@@ -121,10 +121,7 @@ def launch_stage(stage, *, actor, dataset=None, parent=None, overrides=(), test=
         )
         reason = hold_reason(stage, lock=True)
         if reason:
-            held = HeldLaunch.objects.create(
-                stage=stage, launcher=actor.user, launcher_role=actor.role, dataset=dataset, parent=parent,
-                overrides=overrides, test=test, reason=reason,
-            )  # fmt: skip
+            held = _queue(stage, actor.user, actor.role, dataset, parent, overrides, test, reason)
         else:
             sub = _record_launch(stage, actor, dataset, parent, overrides, test)
     if reason:
@@ -132,6 +129,14 @@ def launch_stage(stage, *, actor, dataset=None, parent=None, overrides=(), test=
         raise LaunchHeld(held)
     log.info("launch requested stage=%s submission=%s by=%s", stage.pk, sub.pk, actor.user.username)
     return sub
+
+
+def _queue(stage, launcher, role, dataset, parent, overrides, test, reason):
+    """A HeldLaunch: everything to run the launch later exactly as asked, as who asked."""
+    return HeldLaunch.objects.create(
+        stage=stage, launcher=launcher, launcher_role=role, dataset=dataset, parent=parent, overrides=overrides,
+        test=test, reason=reason,
+    )  # fmt: skip
 
 
 def _record_launch(stage, actor, dataset, parent, overrides, test):
@@ -221,10 +226,10 @@ def _queue_if_held(submission_id):
         reason, holder = hold_of(stage, lock=True)
         if not reason:
             return False
-        held = HeldLaunch.objects.create(
-            stage=stage, launcher=sub.launcher, launcher_role=sub.creator_role, dataset=sub.dataset,
-            parent=sub.recovery_parent, overrides=sub.params.get("overrides", []), test=sub.test, reason=reason,
-        )  # fmt: skip
+        overrides = sub.params.get("overrides", [])
+        held = _queue(
+            stage, sub.launcher, sub.creator_role, sub.dataset, sub.recovery_parent, overrides, sub.test, reason
+        )
         ledger.set_status(sub.pk, Status.CANCELLED, by=holder, cause=f"{reason} before it ran: queued as {held.pk}")
     log.info("launch of submission %s queued again as held launch %s (%s)", submission_id, held.pk, reason)
     return True

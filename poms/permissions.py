@@ -32,11 +32,12 @@ def memberships_of(user):
     return {m.experiment_id: m for m in Membership.objects.filter(user=user, active=True).select_related("experiment")}
 
 
-def actor_for(user, experiment=None):
-    """The actor for `user`; `experiment` defaults to the one picked in the header."""
+def actor_for(user, experiment=None, *, picked=True):
+    """The actor for `user`; `experiment` defaults to the one picked in the header. `picked`:
+    whether the role picked in the header applies (a browser setting; API tokens do without)."""
     if user is None or not user.is_authenticated:
         return Actor(None, experiment, None, None)
-    pref = Preference.objects.filter(user=user).select_related("experiment").first()
+    pref = Preference.objects.filter(user=user).select_related("experiment").first() if picked else None
     if experiment is None and pref is not None:
         experiment = pref.experiment
     membership = None
@@ -53,10 +54,7 @@ def actor_for(user, experiment=None):
 def token_actor(user, experiment):
     """The actor behind an API token: the membership's own role. The role picked in the page
     header is a browser setting; a cron job's calls must not change with it."""
-    membership = Membership.objects.filter(user=user, experiment=experiment, active=True).first()
-    if membership is None:
-        return Actor(user, experiment, Role.SUPERUSER if user.is_superuser else None, None)
-    return Actor(user, experiment, membership.role, membership.role)
+    return actor_for(user, experiment, picked=False)
 
 
 def actor_as(user, experiment, role):

@@ -6,6 +6,7 @@ import time
 import pytest
 
 from poms.lib import proc
+from tests.launches.helpers import wait_for
 
 
 def alive(pid):
@@ -16,13 +17,8 @@ def alive(pid):
     return state != "Z"
 
 
-def wait_gone(pid, seconds=10):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if not alive(pid):
-            return True
-        time.sleep(0.1)
-    return False
+def wait_gone(pid):
+    return wait_for(lambda: not alive(pid), timeout=10, interval=0.1, what=f"process {pid} to die")
 
 
 def test_a_member_that_ignores_sigterm_dies_with_the_group(tmp_path, monkeypatch):
